@@ -1,0 +1,153 @@
+package facility
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/labstack/echo/v4"
+
+	"github.com/qinba/qinba/internal/apperr"
+	"github.com/qinba/qinba/internal/httpx"
+)
+
+// Handler serves the /api/v1/facilities routes.
+type Handler struct{ pool *pgxpool.Pool }
+
+// NewHandler returns the facility routes' handler.
+func NewHandler(pool *pgxpool.Pool) *Handler { return &Handler{pool: pool} }
+
+// Routes mounts the facility routes on g (an authenticated /api/v1 group).
+// The registry is readable by every signed-in user (referral targets,
+// consult addressees); importing needs admin.
+func (h *Handler) Routes(g *echo.Group, admin echo.MiddlewareFunc) {
+	g.GET("/facilities", h.list)
+	g.GET("/facilities/stats", h.stats)
+	g.POST("/facilities/import", h.importCSV, admin)
+	g.GET("/facilities/:code", h.get)
+	g.GET("/facilities/:code/subtree", h.subtree)
+	g.GET("/facilities/:code/chain", h.chain)
+}
+
+// ListResponse is the body of GET /facilities.
+type ListResponse struct {
+	Facilities []Facility `json:"facilities"`
+}
+
+func (h *Handler) list(c echo.Context) error {
+	fields := apperr.Fields{}
+	f := Filter{Tier: Tier(c.QueryParam("tier")), Parent: c.QueryParam("parent"), Region: c.QueryParam("region"), Text: c.QueryParam("q")}
+	if f.Tier != "" && !f.Tier.Valid() {
+		fields.Add("tier", "must be city, county, township or village")
+	}
+	for k := range c.QueryParams() {
+		switch k {
+		case "tier", "parent", "region", "q", "limit", "offset":
+		default:
+			fields.Add(k, "unknown filter")
+		}
+	}
+	var err error
+	if f.Limit, err = httpx.QueryInt(c, "limit", 500, 1, 1000); err != nil {
+		return err
+	}
+	if f.Offset, err = httpx.QueryInt(c, "offset", 0, 0, 1<<30); err != nil {
+		return err
+	}
+	if err := fields.Err(); err != nil {
+		return err
+	}
+	fs, err := NewStore(h.pool).List(c.Request().Context(), f)
+	if err != nil {
+		return err
+	}
+	if fs == nil {
+		fs = []Facility{}
+	}
+	return c.JSON(http.StatusOK, ListResponse{Facilities: fs})
+}
+
+func (h *Handler) get(c echo.Context) error {
+	f, err := NewStore(h.pool).Get(c.Request().Context(), c.Param("code"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, f)
+}
+
+func (h *Handler) subtree(c echo.Context) error {
+	fs, err := NewStore(h.pool).Subtree(c.Request().Context(), c.Param("code"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, ListResponse{Facilities: fs})
+}
+
+func (h *Handler) chain(c echo.Context) error {
+	fs, err := NewStore(h.pool).Chain(c.Request().Context(), c.Param("code"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, ListResponse{Facilities: fs})
+}
+
+// StatsResponse is the body of GET /facilities/stats.
+type StatsResponse struct {
+	Tiers map[Tier]int `json:"tiers"`
+}
+
+func (h *Handler) stats(c echo.Context) error {
+	st, err := NewStore(h.pool).Stats(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, StatsResponse{Tiers: st})
+}
+
+// ImportResponse is the body of POST /facilities/import: the counts, or on
+// rejection (400) the error shape with details.rows listing every bad line.
+type ImportResponse struct {
+	Result ImportResult `json:"result"`
+}
+
+func (h *Handler) importCSV(c echo.Context) error {
+	data, err := readUpload(c, "file")
+	if err != nil {
+		return err
+	}
+	res, err := Import(c.Request().Context(), h.pool, bytes.NewReader(data))
+	if err != nil {
+		var ie *ImportError
+		if errors.As(err, &ie) {
+			return &apperr.Error{Code: apperr.Invalid, Message: "the file has bad rows; nothing was written",
+				Details: map[string]any{"rows": ie.Rows}}
+		}
+		return err
+	}
+	return c.JSON(http.StatusOK, ImportResponse{Result: res})
+}
+
+// readUpload returns a CSV upload: the multipart part named field, or the
+// whole body when it is sent as text/csv.
+func readUpload(c echo.Context, field string) ([]byte, error) {
+	ct := c.Request().Header.Get(echo.HeaderContentType)
+	if strings.HasPrefix(ct, "text/csv") {
+		return io.ReadAll(c.Request().Body)
+	}
+	if !strings.HasPrefix(ct, echo.MIMEMultipartForm) {
+		return nil, apperr.E(apperr.Unsupported, "send the CSV as multipart/form-data (field %q) or text/csv", field)
+	}
+	fh, err := c.FormFile(field)
+	if err != nil {
+		return nil, apperr.Field(field, "a CSV file is required")
+	}
+	f, err := fh.Open()
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
+}
