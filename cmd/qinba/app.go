@@ -144,7 +144,9 @@ func loopbackOnly(next echo.HandlerFunc) echo.HandlerFunc {
 
 // OnBackground registers work that runs while the server runs; it must
 // return when ctx is cancelled.
-func (a *App) OnBackground(fn func(ctx context.Context) error) { a.background = append(a.background, fn) }
+func (a *App) OnBackground(fn func(ctx context.Context) error) {
+	a.background = append(a.background, fn)
+}
 
 // OnClose registers a cleanup run at shutdown, in reverse order.
 func (a *App) OnClose(fn func(ctx context.Context) error) { a.closers = append(a.closers, fn) }
