@@ -151,9 +151,9 @@ func (s *Store) Chain(ctx context.Context, code string) ([]Facility, error) {
 		return nil, err
 	}
 	rows, err := s.db.Query(ctx, `WITH RECURSIVE t AS (
-			SELECT code, parent_code, 0 AS depth FROM facility WHERE code = $1
+			SELECT code, parent_code AS up, 0 AS depth FROM facility WHERE code = $1
 			UNION ALL
-			SELECT f.code, f.parent_code, t.depth + 1 FROM facility f JOIN t ON f.code = t.parent_code)
+			SELECT f.code, f.parent_code, t.depth + 1 FROM facility f JOIN t ON f.code = t.up)
 		SELECT `+columns+` FROM facility JOIN t USING (code) ORDER BY t.depth`, code)
 	if err != nil {
 		return nil, err
