@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io/fs"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -35,7 +36,15 @@ func provider(pool *pgxpool.Pool) (*goose.Provider, *sql.DB, error) {
 	return p, sqldb, nil
 }
 
-// Up applies every pending migration and returns the resulting version.
+// AppRole is the database role the server connects as. It owns nothing:
+// it may read and write the application's tables but not change the
+// schema, and it cannot update or delete rows of append-only tables
+// (those guarded by the refuse_change trigger: audit log, journal, events).
+const AppRole = "qinba_app"
+
+// Up applies every pending migration as the schema owner (pool's user) and
+// then grants the application role its privileges. It returns the
+// resulting version.
 func Up(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
 	p, sqldb, err := provider(pool)
 	if err != nil {
@@ -45,7 +54,73 @@ func Up(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
 	if _, err := p.Up(ctx); err != nil {
 		return 0, fmt.Errorf("migrate up: %w", err)
 	}
+	if err := grantApp(ctx, pool); err != nil {
+		return 0, fmt.Errorf("grant %s: %w", AppRole, err)
+	}
 	return p.GetDBVersion(ctx)
+}
+
+// grantApp (re)applies the application role's privileges; it is idempotent
+// and runs after every migration, so new tables are covered.
+func grantApp(ctx context.Context, pool *pgxpool.Pool) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	// Roles are cluster-wide: serialise their creation between databases.
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(4243)`); err != nil {
+		return err
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(4243)`)
+	var dbname string
+	if err := conn.QueryRow(ctx, `SELECT current_database()`).Scan(&dbname); err != nil {
+		return err
+	}
+	stmts := []string{
+		`DO $$ BEGIN
+			IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '` + AppRole + `') THEN
+				CREATE ROLE ` + AppRole + ` LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT;
+			END IF;
+		END $$`,
+		`GRANT CONNECT, TEMPORARY ON DATABASE ` + pgx.Identifier{dbname}.Sanitize() + ` TO ` + AppRole,
+		`GRANT USAGE ON SCHEMA public TO ` + AppRole,
+		`REVOKE CREATE ON SCHEMA public FROM PUBLIC`,
+		`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ` + AppRole,
+		`GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO ` + AppRole,
+		`REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON goose_db_version FROM ` + AppRole,
+	}
+	for _, s := range stmts {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			return fmt.Errorf("%.60s: %w", s, err)
+		}
+	}
+	// Append-only tables: whatever has the refuse_change trigger.
+	rows, err := conn.Query(ctx, `SELECT DISTINCT c.relname FROM pg_trigger t
+		JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_proc p ON p.oid = t.tgfoid
+		WHERE p.proname = 'refuse_change' AND NOT t.tgisinternal`)
+	if err != nil {
+		return err
+	}
+	var tables []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return err
+		}
+		tables = append(tables, n)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, t := range tables {
+		if _, err := conn.Exec(ctx, `REVOKE UPDATE, DELETE, TRUNCATE ON `+pgx.Identifier{t}.Sanitize()+` FROM `+AppRole); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Latest is the highest migration version this binary knows.

@@ -16,29 +16,49 @@ import (
 
 // dbFlags are the database flags every command that needs the database has.
 type dbFlags struct {
-	url    string
-	varDir string
+	url        string
+	migrateURL string
+	varDir     string
 }
 
 func (f *dbFlags) register(fs *flag.FlagSet, env *Env) {
 	fs.StringVar(&f.url, "database-url", env.Getenv("DATABASE_URL"),
-		"PostgreSQL URL (env DATABASE_URL); empty starts the private cluster under --var/pg")
+		"PostgreSQL URL the server uses (env DATABASE_URL); empty starts the private cluster under --var/pg")
+	fs.StringVar(&f.migrateURL, "migrate-url", env.Getenv("QINBA_MIGRATE_URL"),
+		"PostgreSQL URL of the schema owner, for migrations (env QINBA_MIGRATE_URL); empty means --database-url")
 	fs.StringVar(&f.varDir, "var", envOr(env, "QINBA_VAR", "var"), "directory for local state: the private cluster, keys (env QINBA_VAR)")
 }
 
 // database is an open pool and, when we started the private cluster, the
 // means to stop it again.
 type database struct {
-	Pool    *pgxpool.Pool
-	URL     string
-	cluster *pgcluster.Cluster
-	started bool
+	// Pool connects as the application: with the private cluster, the
+	// least-privileged role migrations.AppRole.
+	Pool *pgxpool.Pool
+	URL  string
+	// OwnerURL connects as the schema owner; migrations run there.
+	OwnerURL string
+	cluster  *pgcluster.Cluster
+	started  bool
+}
+
+// Migrate applies pending migrations as the schema owner.
+func (d *database) Migrate(ctx context.Context) (int64, error) {
+	owner, err := db.Open(ctx, d.OwnerURL)
+	if err != nil {
+		return 0, err
+	}
+	defer owner.Close()
+	return migrations.Up(ctx, owner)
 }
 
 // open connects to --database-url, or starts (or reuses) the private
 // cluster and connects to its qinba database.
 func (f *dbFlags) open(ctx context.Context, env *Env) (*database, error) {
-	d := &database{URL: f.url}
+	d := &database{URL: f.url, OwnerURL: f.migrateURL}
+	if d.OwnerURL == "" {
+		d.OwnerURL = f.url
+	}
 	if d.URL == "" {
 		ctx2, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
@@ -60,7 +80,8 @@ func (f *dbFlags) open(ctx context.Context, env *Env) (*database, error) {
 			d.Close(ctx)
 			return nil, err
 		}
-		d.URL = c.URL("qinba")
+		d.OwnerURL = c.URL("qinba")
+		d.URL = c.UserURL(migrations.AppRole, "qinba")
 	}
 	pool, err := db.Open(ctx, d.URL)
 	if err != nil {
@@ -97,7 +118,7 @@ func init() {
 					return err
 				}
 				defer d.Close(ctx)
-				v, err := migrations.Up(ctx, d.Pool)
+				v, err := d.Migrate(ctx)
 				if err != nil {
 					return err
 				}

@@ -49,7 +49,7 @@ func init() {
 					return err
 				}
 				defer d.Close(ctx)
-				if _, err := migrations.Up(ctx, d.Pool); err != nil {
+				if _, err := d.Migrate(ctx); err != nil {
 					return err
 				}
 				return seedDemo(ctx, env, d)

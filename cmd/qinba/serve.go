@@ -37,7 +37,7 @@ func init() {
 				}
 				defer d.Close(ctx)
 				if *migrate {
-					if _, err := migrations.Up(ctx, d.Pool); err != nil {
+					if _, err := d.Migrate(ctx); err != nil {
 						return err
 					}
 				}

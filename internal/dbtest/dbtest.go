@@ -211,3 +211,33 @@ func New(t testing.TB) *pgxpool.Pool {
 	t.Cleanup(pool.Close)
 	return pool
 }
+
+// AppURL turns a URL from NewURL (the superuser) into the same database as
+// the least-privileged application role, as the server connects.
+func AppURL(ownerURL string) string {
+	pu, err := url.Parse(ownerURL)
+	if err != nil {
+		return ownerURL
+	}
+	pu.User = url.User(migrations.AppRole)
+	return pu.String()
+}
+
+// NewApp creates a fresh migrated database for t and returns pools on it as
+// the schema owner and as the application role.
+func NewApp(t testing.TB) (owner, app *pgxpool.Pool) {
+	t.Helper()
+	u := NewURL(t)
+	ctx := context.Background()
+	owner, err := db.Open(ctx, u)
+	if err != nil {
+		t.Fatalf("open pool: %v", err)
+	}
+	t.Cleanup(owner.Close)
+	app, err = db.Open(ctx, AppURL(u))
+	if err != nil {
+		t.Fatalf("open app pool: %v", err)
+	}
+	t.Cleanup(app.Close)
+	return owner, app
+}

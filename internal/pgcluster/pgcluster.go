@@ -37,9 +37,14 @@ type Cluster struct {
 // New describes a cluster in dir; nothing is started.
 func New(dir string) *Cluster { return &Cluster{Dir: dir} }
 
-// URL is the connection string of database db on the cluster.
-func (c *Cluster) URL(db string) string {
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", c.Port, db)
+// URL is the connection string of database db on the cluster, as the
+// superuser postgres.
+func (c *Cluster) URL(db string) string { return c.UserURL("postgres", db) }
+
+// UserURL is the connection string of database db as user. Loopback
+// connections are trusted, so no password is needed.
+func (c *Cluster) UserURL(user, db string) string {
+	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", user, c.Port, db)
 }
 
 func (c *Cluster) dataDir() string { return filepath.Join(c.Dir, "data") }
