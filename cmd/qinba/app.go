@@ -94,6 +94,7 @@ func NewApp(cfg Config, log *slog.Logger, pool *pgxpool.Pool) (*App, error) {
 	reg.MustRegister(newPoolCollector(pool))
 	a := &App{Config: cfg, Log: log, Pool: pool, Registry: reg}
 	a.Echo = httpx.NewEcho(log, httpx.NewMetrics(reg), cfg.BodyLimit)
+	a.Echo.Use(httpx.SecurityHeaders(cfg.TLSCert != ""))
 	if err := a.AddOpenAPI([]byte(`{}`)); err != nil {
 		return nil, err
 	}
