@@ -249,7 +249,7 @@ func (c *Cluster) findBinaries(ctx context.Context) error {
 	if os.Geteuid() == 0 {
 		c.runUser = "postgres"
 	}
-	if dir := lookupBinDir(); dir != "" {
+	if dir := LookupBinDir(); dir != "" {
 		c.bin = dir
 		return c.ensureUser()
 	}
@@ -264,7 +264,7 @@ func (c *Cluster) findBinaries(ctx context.Context) error {
 			return fmt.Errorf("apt-get %s: %v: %s", strings.Join(args, " "), err, out)
 		}
 	}
-	if dir := lookupBinDir(); dir != "" {
+	if dir := LookupBinDir(); dir != "" {
 		c.bin = dir
 		return c.ensureUser()
 	}
@@ -285,7 +285,9 @@ func (c *Cluster) ensureUser() error {
 	return nil
 }
 
-func lookupBinDir() string {
+// LookupBinDir returns the directory of the installed PostgreSQL server
+// programs, or "" when none is installed.
+func LookupBinDir() string {
 	for _, v := range []string{"15", "16", "17", "14", "13"} {
 		d := filepath.Join("/usr/lib/postgresql", v, "bin")
 		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
