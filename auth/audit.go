@@ -3,6 +3,9 @@ package auth
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
 	"time"
 
 	"github.com/qinba/qinba/internal/db"
@@ -11,8 +14,9 @@ import (
 // Entry is one audit log record. Actor, IP and request id come from the
 // context (the request's principal and metadata).
 type Entry struct {
-	// Action is what happened: login, login_failed, logout, refresh, deny,
-	// read, create, update, import, settle, reverse, ...
+	// Action is what happened: login, login_failed, lockout, logout,
+	// refresh_reuse, deny, read, create, update, disable, import, settle,
+	// reverse, ... (required).
 	Action string
 	// RecordType and RecordID name the record touched, e.g. "person", "42".
 	RecordType string
@@ -22,13 +26,19 @@ type Entry struct {
 	// Username overrides the actor for events without a principal (a failed
 	// login names the username tried).
 	Username string
-	// Detail is extra context; it must never hold a full identity number.
+	// Detail is extra context; it must never hold a full identity number
+	// (Audit masks anything that looks like one, as a last line of defence).
 	Detail map[string]any
 }
 
 // Audit appends e to the audit log. The table is append-only: a trigger
-// refuses UPDATE and DELETE, and the application role has no such grant.
+// refuses UPDATE, DELETE and TRUNCATE, and PUBLIC has no such grant.
+// Call it with the transaction that does the read or write, so the entry
+// commits (or rolls back) with it.
 func Audit(ctx context.Context, d db.DBTX, e Entry) error {
+	if e.Action == "" {
+		return errors.New("audit: an entry needs an action")
+	}
 	p := PrincipalFrom(ctx)
 	m := MetaFrom(ctx)
 	var userID *int64
@@ -43,10 +53,56 @@ func Audit(ctx context.Context, d db.DBTX, e Entry) error {
 	}
 	var detail []byte
 	if len(e.Detail) > 0 {
-		detail, _ = json.Marshal(e.Detail)
+		var err error
+		if detail, err = json.Marshal(maskValue(e.Detail)); err != nil {
+			return fmt.Errorf("audit detail: %w", err)
+		}
 	}
 	_, err := d.Exec(ctx, `INSERT INTO audit_log (at, user_id, username, role, action, record_type, record_id, facility_code, ip, request_id, detail)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-		time.Now(), userID, username, role, e.Action, e.RecordType, e.RecordID, e.Facility, m.IP, m.RequestID, detail)
+		time.Now(), userID, username, role, e.Action, e.RecordType, MaskIDNumbers(e.RecordID), e.Facility, m.IP, m.RequestID, detail)
 	return err
+}
+
+// idNumberRe finds 18-character resident identity numbers (17 digits and
+// a digit or X) standing on their own.
+var idNumberRe = regexp.MustCompile(`(^|[^0-9])([0-9]{6})([0-9]{8})([0-9]{3}[0-9Xx])($|[^0-9])`)
+
+// MaskIDNumbers replaces the middle of every identity number in s:
+// 420626199001011234 becomes 420626********1234.
+func MaskIDNumbers(s string) string {
+	if len(s) < 18 {
+		return s
+	}
+	// Two passes: adjacent numbers share a delimiter the first pass consumed.
+	for range 2 {
+		s = idNumberRe.ReplaceAllString(s, "${1}${2}********${4}${5}")
+	}
+	return s
+}
+
+func maskValue(v any) any {
+	switch x := v.(type) {
+	case string:
+		return MaskIDNumbers(x)
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, v := range x {
+			out[k] = maskValue(v)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, v := range x {
+			out[i] = maskValue(v)
+		}
+		return out
+	case []string:
+		out := make([]string, len(x))
+		for i, v := range x {
+			out[i] = MaskIDNumbers(v)
+		}
+		return out
+	}
+	return v
 }

@@ -2,6 +2,7 @@ package facility
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -15,7 +16,13 @@ import (
 )
 
 // Handler serves the /api/v1/facilities routes.
-type Handler struct{ pool *pgxpool.Pool }
+type Handler struct {
+	pool *pgxpool.Pool
+	// RegionOf returns the region whose facilities the request's user may
+	// import (an admin's region). The facility package knows nothing of
+	// users; the wiring supplies this.
+	RegionOf func(ctx context.Context) string
+}
 
 // NewHandler returns the facility routes' handler.
 func NewHandler(pool *pgxpool.Pool) *Handler { return &Handler{pool: pool} }
@@ -118,7 +125,11 @@ func (h *Handler) importCSV(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := Import(c.Request().Context(), h.pool, bytes.NewReader(data))
+	region := "!" // matches no facility unless the wiring says otherwise
+	if h.RegionOf != nil {
+		region = h.RegionOf(c.Request().Context())
+	}
+	res, err := ImportScoped(c.Request().Context(), h.pool, bytes.NewReader(data), region)
 	if err != nil {
 		var ie *ImportError
 		if errors.As(err, &ie) {

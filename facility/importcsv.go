@@ -150,6 +150,14 @@ func ParseCSV(r io.Reader) ([]row, []RowError, error) {
 // (as an *ImportError) and nothing is written, or every row is inserted or
 // updated in one transaction. Re-importing the same file changes nothing.
 func Import(ctx context.Context, pool db.TxBeginner, r io.Reader) (ImportResult, error) {
+	return ImportScoped(ctx, pool, r, "")
+}
+
+// ImportScoped is Import for an admin of region: a row that names another
+// region, or would change a facility of another region, makes the whole
+// import Forbidden, and nothing is written. An empty region (the CLI, run
+// by the operator) allows every row.
+func ImportScoped(ctx context.Context, pool db.TxBeginner, r io.Reader, region string) (ImportResult, error) {
 	rows, bad, err := ParseCSV(r)
 	if err != nil {
 		return ImportResult{}, err
@@ -164,8 +172,23 @@ func Import(ctx context.Context, pool db.TxBeginner, r io.Reader) (ImportResult,
 			return err
 		}
 		tiers := map[string]Tier{}
+		regions := map[string]string{}
 		for _, f := range existing {
 			tiers[f.Code] = f.Tier
+			regions[f.Code] = f.RegionCode
+		}
+		if region != "" {
+			var outside []RowError
+			for _, r := range rows {
+				if stored, ok := regions[r.Code]; r.RegionCode != region || (ok && stored != region) {
+					outside = append(outside, RowError{Line: r.line, Column: "region_code",
+						Reason: fmt.Sprintf("%s is outside your region %s", r.Code, region)})
+				}
+			}
+			if len(outside) > 0 {
+				return &apperr.Error{Code: apperr.Forbidden, Message: "the file names facilities outside your region; nothing was written",
+					Details: map[string]any{"rows": outside}}
+			}
 		}
 		for _, r := range rows {
 			tiers[r.Code] = r.Tier

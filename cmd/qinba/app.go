@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/qinba/qinba/auth"
 	"github.com/qinba/qinba/internal/apperr"
 	"github.com/qinba/qinba/internal/httpx"
 	"github.com/qinba/qinba/migrations"
@@ -63,6 +64,9 @@ type App struct {
 	// Authn authenticates a request (set by the auth wiring). Until it is
 	// set every API request is refused.
 	Authn echo.MiddlewareFunc
+	// Auth is the auth service (set by the auth wiring, order 0): Auth.Keys()
+	// is consult's KeySource, Auth.Scope() the facility-scope checker.
+	Auth *auth.Service
 
 	// Background work started by capabilities (escalation, stream
 	// listeners); stopped on Close.

@@ -5,8 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"slices"
-
-	"github.com/qinba/qinba/migrations"
 )
 
 // seedStep loads one capability's demo data. Steps run in order; each must

@@ -16,6 +16,12 @@ import (
 func init() {
 	registerMount(mount{name: "facility", order: 10, fn: func(a *App) error {
 		h := facility.NewHandler(a.Pool)
+		h.RegionOf = func(ctx context.Context) string {
+			if p := auth.PrincipalFrom(ctx); p != nil && p.Region != "" {
+				return p.Region
+			}
+			return "!"
+		}
 		h.Routes(a.API, auth.Allow(a.Pool, a.Log, auth.RoleAdmin))
 		return a.AddOpenAPI(facility.OpenAPI)
 	}})

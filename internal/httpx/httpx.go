@@ -130,7 +130,7 @@ func ErrorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			msg = "internal error"
 		}
 		body := ErrorBody{Error: ErrorDetail{Code: string(ae.Code), Message: msg, Fields: ae.Fields, Details: ae.Details, RequestID: rid}}
-		if ae.Code == apperr.RateLimited || ae.Code == apperr.Unavailable {
+		if (ae.Code == apperr.RateLimited || ae.Code == apperr.Unavailable) && c.Response().Header().Get("Retry-After") == "" {
 			c.Response().Header().Set("Retry-After", "1")
 		}
 		if c.Request().Method == http.MethodHead {
