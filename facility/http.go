@@ -22,6 +22,8 @@ type Handler struct {
 	// import (an admin's region). The facility package knows nothing of
 	// users; the wiring supplies this.
 	RegionOf func(ctx context.Context) string
+	// Denied is told about a refused import (for the audit log).
+	Denied func(ctx context.Context, reason string)
 }
 
 // NewHandler returns the facility routes' handler.
@@ -131,6 +133,9 @@ func (h *Handler) importCSV(c echo.Context) error {
 	}
 	res, err := ImportScoped(c.Request().Context(), h.pool, bytes.NewReader(data), region)
 	if err != nil {
+		if apperr.Is(err, apperr.Forbidden) && h.Denied != nil {
+			h.Denied(c.Request().Context(), "facilities outside the region")
+		}
 		var ie *ImportError
 		if errors.As(err, &ie) {
 			return &apperr.Error{Code: apperr.Invalid, Message: "the file has bad rows; nothing was written",

@@ -22,6 +22,10 @@ func init() {
 			}
 			return "!"
 		}
+		h.Denied = func(ctx context.Context, reason string) {
+			a.Log.WarnContext(ctx, "denied", "route", "POST /api/v1/facilities/import", "reason", reason)
+			_ = auth.Audit(ctx, a.Pool, auth.Entry{Action: "deny", RecordType: "facility_import", Detail: map[string]any{"reason": reason}})
+		}
 		h.Routes(a.API, auth.Allow(a.Pool, a.Log, auth.RoleAdmin))
 		return a.AddOpenAPI(facility.OpenAPI)
 	}})
