@@ -1,0 +1,111 @@
+package household
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/qinba/qinba/facility"
+)
+
+// fullCounty returns the generated full-county roster (seed 1, over the
+// demo county's villages), made once per test binary.
+func fullCounty(t testing.TB) []byte {
+	t.Helper()
+	data, err := fullCountyOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+var fullCountyOnce = sync.OnceValues(func() ([]byte, error) {
+	var buf bytes.Buffer
+	err := GenerateRosterSize(&buf, 1, FullCountyHouseholds, FullCountyPersons, demoVillageCodes())
+	return buf.Bytes(), err
+})
+
+// demoVillageCodes lists the village codes of facility.DemoCSV.
+func demoVillageCodes() []string {
+	recs, err := csv.NewReader(bytes.NewReader(facility.DemoCSV)).ReadAll()
+	if err != nil {
+		panic(err)
+	}
+	var out []string
+	for _, r := range recs[1:] {
+		if r[2] == string(facility.Village) {
+			out = append(out, r[0])
+		}
+	}
+	return out
+}
+
+// BenchmarkRosterImport measures, in the same run and on the same
+// database server, the full-county import (27,782 households, 82,590
+// persons) into empty tables through Import, against a raw COPY of the
+// same file into a bare table with the same columns (COPY FROM STDIN
+// (FORMAT csv), which is what psql \copy does). It reports:
+//
+//	x-raw-copy   import time / raw COPY time (the target is at most 2)
+//	import-ms    the import, parse to commit
+//	raw-copy-ms  the raw COPY
+//	reimport-ms  importing the same file again (nothing changes)
+//
+// Each iteration gets a fresh database (untimed). Run it with
+//
+//	go test -run '^$' -bench Roster -benchtime 3x ./household
+func BenchmarkRosterImport(b *testing.B) {
+	data := fullCounty(b)
+	ctx := context.Background()
+	var imp, raw, reimp time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		tb := setup(b)
+		if _, err := tb.owner.Exec(ctx, `CREATE TABLE raw_roster (household_id text, national_id text, name text,
+			relation text, village_code text, category text, insured boolean)`); err != nil {
+			b.Fatal(err)
+		}
+		conn, err := tb.owner.Acquire(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = conn.Exec(ctx, `CHECKPOINT`) // best effort: needs a superuser
+		b.StartTimer()
+
+		t0 := time.Now()
+		if _, err := conn.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), `COPY raw_roster FROM STDIN (FORMAT csv, HEADER true)`); err != nil {
+			b.Fatal(err)
+		}
+		raw += time.Since(t0)
+		conn.Release()
+
+		t0 = time.Now()
+		rep, err := Import(ctx, tb.pool, bytes.NewReader(data), Options{Year: 2024})
+		if err != nil {
+			b.Fatal(err)
+		}
+		imp += time.Since(t0)
+		if rep.Persons.Added != FullCountyPersons || rep.Households.Added != FullCountyHouseholds {
+			b.Fatalf("import added %+v %+v", rep.Households, rep.Persons)
+		}
+
+		t0 = time.Now()
+		rep, err = Import(ctx, tb.pool, bytes.NewReader(data), Options{Year: 2024})
+		if err != nil {
+			b.Fatal(err)
+		}
+		reimp += time.Since(t0)
+		if rep.Persons.Unchanged != FullCountyPersons {
+			b.Fatalf("re-import %+v", rep.Persons)
+		}
+	}
+	n := float64(b.N)
+	b.ReportMetric(imp.Seconds()*1000/n, "import-ms")
+	b.ReportMetric(raw.Seconds()*1000/n, "raw-copy-ms")
+	b.ReportMetric(reimp.Seconds()*1000/n, "reimport-ms")
+	b.ReportMetric(imp.Seconds()/raw.Seconds(), "x-raw-copy")
+	b.ReportMetric(reimp.Seconds()/raw.Seconds(), "reimport-x-raw-copy")
+}
