@@ -89,15 +89,21 @@ func ParseCSV(r io.Reader) ([]row, []RowError, error) {
 		if err == io.EOF {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
+			// A parse error carries its own line; FieldPos is only valid
+			// after a successful Read.
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
 				bad = append(bad, RowError{Line: pe.Line, Reason: pe.Err.Error()})
+				if errors.Is(pe.Err, csv.ErrQuote) || errors.Is(pe.Err, csv.ErrBareQuote) {
+					// The reader cannot resynchronise after a broken quote.
+					break
+				}
 				continue
 			}
 			return nil, nil, err
 		}
+		line, _ := cr.FieldPos(0)
 		if len(rec) != len(CSVHeader) {
 			bad = append(bad, RowError{Line: line, Reason: fmt.Sprintf("expected %d fields, got %d", len(CSVHeader), len(rec))})
 			continue

@@ -20,6 +20,7 @@ import (
 	"github.com/qinba/qinba/internal/apperr"
 	"github.com/qinba/qinba/internal/httpx"
 	"github.com/qinba/qinba/migrations"
+	"github.com/qinba/qinba/referral"
 )
 
 // Config is the typed configuration of the server.
@@ -32,6 +33,9 @@ type Config struct {
 	VarDir          string
 	// Issuer is the JWT issuer and the public base URL of the server.
 	Issuer string
+	// Referral holds the referral deadlines and intervals; the zero value
+	// means referral.DefaultPolicy().
+	Referral referral.Policy
 }
 
 // Validate checks the configuration before anything starts.
@@ -74,6 +78,9 @@ type App struct {
 	closers    []func(ctx context.Context) error
 	listener   net.Listener
 	openapi    map[string]any
+	// routeLimits holds a per-user rate limit for some routes, keyed by
+	// "METHOD /route/pattern" (see LimitRoute).
+	routeLimits map[string]*httpx.Limiter
 }
 
 // mount wires one capability onto an App. Lower order runs first (auth is 0).
@@ -107,6 +114,7 @@ func NewApp(cfg Config, log *slog.Logger, pool *pgxpool.Pool) (*App, error) {
 	a.Echo.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})), loopbackOnly)
 	a.Echo.GET("/api/openapi.json", a.serveOpenAPI)
 	a.Public = a.Echo.Group("/api/v1")
+	a.routeLimits = map[string]*httpx.Limiter{}
 	a.API = a.Echo.Group("/api/v1", func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			if a.Authn == nil {
@@ -114,7 +122,7 @@ func NewApp(cfg Config, log *slog.Logger, pool *pgxpool.Pool) (*App, error) {
 			}
 			return a.Authn(next)(c)
 		}
-	})
+	}, a.rateLimit)
 	ms := slices.Clone(mounts)
 	slices.SortStableFunc(ms, func(x, y mount) int { return x.order - y.order })
 	for _, m := range ms {
@@ -123,6 +131,28 @@ func NewApp(cfg Config, log *slog.Logger, pool *pgxpool.Pool) (*App, error) {
 		}
 	}
 	return a, nil
+}
+
+// LimitRoute gives a route (method and echo pattern, e.g. "POST",
+// "/api/v1/consults/:id/token") a per-user rate limit. Call it while wiring.
+func (a *App) LimitRoute(method, path string, l *httpx.Limiter) {
+	a.routeLimits[method+" "+path] = l
+}
+
+// rateLimit applies the route's limit, if any, per authenticated user.
+func (a *App) rateLimit(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if l := a.routeLimits[c.Request().Method+" "+c.Path()]; l != nil {
+			key := c.RealIP()
+			if p := auth.PrincipalFrom(c.Request().Context()); p != nil {
+				key = "user:" + p.Username
+			}
+			if err := l.Allow(key); err != nil {
+				return err
+			}
+		}
+		return next(c)
+	}
 }
 
 func (a *App) ready(c echo.Context) error {

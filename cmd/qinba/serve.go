@@ -25,6 +25,7 @@ func init() {
 			fs.StringVar(&cfg.TLSCert, "tls-cert", env.Getenv("QINBA_TLS_CERT"), "TLS certificate file (env QINBA_TLS_CERT); with --tls-key serves HTTPS")
 			fs.StringVar(&cfg.TLSKey, "tls-key", env.Getenv("QINBA_TLS_KEY"), "TLS private key file (env QINBA_TLS_KEY)")
 			fs.StringVar(&cfg.Issuer, "issuer", envOr(env, "QINBA_ISSUER", "qinba"), "token issuer name (env QINBA_ISSUER)")
+			cfg.Referral.RegisterFlags(fs)
 			migrate := fs.Bool("migrate", false, "apply pending migrations before serving")
 			demo := fs.Bool("seed-demo", false, "load the demo data (facilities, users, ...) before serving and print the demo logins")
 			logJSON := fs.Bool("log-json", env.Getenv("QINBA_LOG_JSON") != "", "log as JSON lines (env QINBA_LOG_JSON)")

@@ -131,7 +131,11 @@ func ErrorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		}
 		body := ErrorBody{Error: ErrorDetail{Code: string(ae.Code), Message: msg, Fields: ae.Fields, Details: ae.Details, RequestID: rid}}
 		if (ae.Code == apperr.RateLimited || ae.Code == apperr.Unavailable) && c.Response().Header().Get("Retry-After") == "" {
-			c.Response().Header().Set("Retry-After", "1")
+			wait := "1"
+			if n, ok := ae.Details["retry_after_seconds"].(int); ok && n > 0 {
+				wait = strconv.Itoa(n)
+			}
+			c.Response().Header().Set("Retry-After", wait)
 		}
 		if c.Request().Method == http.MethodHead {
 			_ = c.NoContent(status)
