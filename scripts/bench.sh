@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# make bench: every figure the README reports, measured side by side in one
+# run on one private PostgreSQL cluster (fsync on), so ratios compare like
+# with like on a noisy 2-core machine. Output: var/bench/<name>.txt and a
+# summary at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/go/bin"
+QINBA_NEED_CHROMIUM= bash scripts/ensure-test-deps.sh
+out=var/bench
+mkdir -p "$out"
+go build -o bin/qinba ./cmd/qinba
+dir=var/pgbench
+url=$(bin/qinba devdb start --dir "$dir")
+trap 'bin/qinba devdb stop --dir "$dir" >/dev/null 2>&1 || true' EXIT
+export TEST_DATABASE_URL="$url"
+pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+summary=()
+note() { summary+=("$1"); echo "$1"; }
+
+echo "== settlement engine: one 20-line inpatient bill"
+go test -run '^$' -bench BenchmarkSettleInpatient20Lines -benchmem -count 5 ./settlement | tee "$out/engine.txt"
+note "engine: $(awk '/^BenchmarkSettleInpatient20Lines/ {ns+=$3; n++; a=$7} END {printf "%.1f us/op (mean of %d), %s allocs/op", ns/n/1000, n, a}' "$out/engine.txt")"
+
+echo "== roster import vs raw COPY (full county: 27,782 households, 82,590 persons)"
+go test -run '^$' -bench BenchmarkRosterImport -benchtime 3x ./household | tee "$out/roster.txt"
+note "roster: $(awk '/^BenchmarkRosterImport/ {for (i=1;i<=NF;i++) {if ($(i+1)=="x-raw-copy") r=$i; if ($(i+1)=="import-ms") m=$i; if ($(i+1)=="raw-copy-ms") c=$i}} END {printf "import %s ms, raw COPY %s ms, ratio %sx (target <= 2)", m, c, r}' "$out/roster.txt")"
+
+echo "== pgbench TPC-B (scale 10, 8 clients, 2 threads, 20 s) and settlement service on the same cluster"
+"$pgbin/psql" -X -q "$url" -c 'DROP DATABASE IF EXISTS pgbench' -c 'CREATE DATABASE pgbench'
+pgurl="${url%/*}/pgbench?sslmode=disable"
+"$pgbin/pgbench" -q -i -s 10 "$pgurl" >/dev/null 2>&1
+"$pgbin/pgbench" -c 8 -j 2 -T 20 "$pgurl" 2>&1 | tee "$out/pgbench.txt"
+tps=$(awk '/^tps = / {print int($3)}' "$out/pgbench.txt" | tail -1)
+go test -run '^$' -bench BenchmarkSettleService -benchtime 20000x -count 1 ./settlement | tee "$out/settle-service.txt"
+sps=$(awk '/^BenchmarkSettleService/ {for (i=1;i<=NF;i++) if ($(i+1)=="settlements/s") print int($i)}' "$out/settle-service.txt" | tail -1)
+note "settlement service: ${sps:-?} settlements/s vs pgbench ${tps:-?} tps: ratio $(awk -v a="${sps:-0}" -v b="${tps:-1}" 'BEGIN {printf "%.2f", a/b}') (target >= 0.5)"
+
+echo "== referral stream: state change to arrival, 200 SSE subscribers"
+go test -run '^$' -bench BenchmarkStreamLatency -benchtime 200x ./referral | tee "$out/stream.txt"
+note "referral stream: $(awk '/^BenchmarkStreamLatency/ {for (i=1;i<=NF;i++) {if ($(i+1) ~ /p50/) a=$i" "$(i+1); if ($(i+1) ~ /p99/) b=$i" "$(i+1)}} END {print a", "b" (target p99 < 100 ms)"}' "$out/stream.txt")"
+
+echo "== consult SFU: concurrent three-party consults, 500 kbps video + audio each, on loopback"
+QINBA_SFU_BENCH=1 QINBA_SFU_BENCH_STEPS="${QINBA_SFU_BENCH_STEPS:-10,20,30,40,50}" \
+  go test ./consult -run '^TestSFUCapacity$' -count=1 -v -timeout 30m | tee "$out/sfu.txt"
+note "consult SFU: see $out/sfu.txt (consults sustained with < 1% loss, added delay p50/p99)"
+
+echo
+echo "== summary ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
+printf '%s\n' "${summary[@]}" | tee "$out/summary.txt"
