@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -110,7 +111,12 @@ func TestBrowserConsultVideo(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	vil.screenshot("consult-phone")
-	spec.screenshot("consult-desktop")
+	if os.Getenv("QINBA_SCREENSHOTS") == "1" {
+		// The whole page: both videos, the actions and the saved notes.
+		spec.waitFor("the toast gone", `document.querySelector('#toast').hidden`, 10*time.Second)
+		spec.js(`window.scrollTo(0, 0), true`)
+		spec.screenshotFull("consult-desktop")
+	}
 
 	// Audio only: the server stops video to the village doctor and says so.
 	vil.click("#con-audio-only")
