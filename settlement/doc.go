@@ -3,10 +3,12 @@
 // fund — basic medical insurance (基本医保), critical illness insurance
 // (大病保险), medical assistance (医疗救助), supplementary insurance
 // (补充医疗保险) and the government backstop (政府兜底) — as fixed by
-// /work/shared/settlement/SPEC.md.
+// /work/shared/settlement/SPEC.md, and the service that applies them to the
+// county's bills.
 //
-// This part of the package is the pure engine: no database, no HTTP, no
-// clock. It owns
+// # The engine
+//
+// The pure part: no database, no HTTP, no clock. It owns
 //
 //   - [Policy]: the figures of one year and region, parsed and validated from
 //     a JSON policy file ([ParsePolicy], [LoadPolicyFile]); the reference
@@ -20,8 +22,32 @@
 // Money is always [decimal.Decimal] (never float64), rounded half up to the
 // fen exactly where SPEC.md says round2 and nowhere else. Validation problems
 // are reported as [*ValidationError] values that name the offending field.
-//
 // The engine is safe for concurrent use: a *Policy is immutable once parsed.
-// Choosing the policy in force for a bill's date and region, and keeping the
-// accumulators per person and calendar year, is the caller's job.
+//
+// # The service
+//
+// [Service] keeps the books on PostgreSQL (migration 0007; nothing else
+// writes its tables):
+//
+//   - bills and their lines ([Service.CreateBill], [Service.ImportBills]: the
+//     CSV of [BillCSVHeader], all or nothing, idempotent per facility and
+//     external number);
+//   - [Service.Settle]: the policy in force for the bill's date and its
+//     facility's region ([Registry]), the person's category and insurance
+//     for the year, their accumulators of the year (the row is locked:
+//     settlements of one person serialise) and the referral's input (the
+//     deductible of the referring stay comes from that stay's settlement),
+//     written in one transaction with the engine's input and result, the
+//     journal entry ([Chart], [JournalLines]) and the new accumulators;
+//     Idempotency-Key retries get the first answer; [Service.Estimate] is the
+//     same computation in a read-only transaction; [Service.Reverse] the
+//     engine's reversal, the original kept; [Service.SettlePending] settles
+//     every open bill (`qinba settle --pending`);
+//   - the monthly clearing ([Service.RunClearing]), household statements
+//     ([Service.HouseholdStatement], [HouseholdTotals]);
+//   - [Verify]: the proof that the journal balances, agrees with the
+//     settlements, and that replaying every settlement through the engine
+//     gives the stored splits and accumulators (`qinba verify`).
+//
+// [Handler.Routes] serves it under /api/v1 (see openapi.json).
 package settlement
