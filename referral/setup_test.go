@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -48,6 +49,7 @@ type testBundle struct {
 	clock *referral.FakeClock
 	svc   *referral.Service
 	url   string
+	mu    sync.Mutex                 // guards users: tests add users while the server reads them
 	users map[string]*auth.Principal // by username
 	seq   atomic.Int64
 }
@@ -103,7 +105,9 @@ func setup(t testing.TB, opts ...setupOpts) *testBundle {
 	e := httpx.NewEcho(log, nil, o.bodyLimit)
 	g := e.Group("/api/v1", func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
+			b.mu.Lock()
 			p := b.users[c.Request().Header.Get("X-Test-User")]
+			b.mu.Unlock()
 			if p == nil {
 				return &echo.HTTPError{Code: http.StatusUnauthorized, Message: "authentication required"}
 			}
@@ -133,7 +137,9 @@ func (b *testBundle) user(t testing.TB, role auth.Role, fac string) *auth.Princi
 	if err := b.owner.QueryRow(ctx, `SELECT tier, region_code FROM facility WHERE code = $1`, fac).Scan(&p.Tier, &p.Region); err != nil {
 		t.Fatal(err)
 	}
+	b.mu.Lock()
 	b.users[name] = p
+	b.mu.Unlock()
 	return p
 }
 

@@ -71,6 +71,10 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 	if err := Run(ctx, env, []string{"facilities", "stats", "--database-url", dbtest.AppURL(dst)}); err != nil {
 		t.Fatalf("stats as app role after restore: %v", err)
 	}
+	out.Reset()
+	if err := Run(ctx, env, []string{"verify", "--database-url", dst}); err != nil {
+		t.Fatalf("verify after restore: %v\n%s", err, out.String())
+	}
 	if err := Run(ctx, env, []string{"restore", "--database-url", dst, file + ".missing"}); err == nil {
 		t.Error("restoring a missing file succeeded")
 	}
