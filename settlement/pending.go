@@ -173,9 +173,13 @@ func (s *Service) settleChunk(ctx context.Context, chunk []personBills) (*Pendin
 	var policies [][32]byte
 	err := db.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
 		rep, policies = &PendingReport{}, policies[:0]
-		// Lock every bill of the chunk first, in id order, as a single
-		// settle locks its bill before the accumulators: no deadlock with
-		// clerks settling one of them meanwhile.
+		// The locking order of every posting (see settleTx): the clearing
+		// locks of the chunk's facilities (in code order), then every bill
+		// of the chunk (in id order), then, wave by wave, the accumulators.
+		if _, err := tx.Exec(ctx, `SELECT `+noSeqScan+`, pg_advisory_xact_lock_shared($2, hashtext(f))
+			FROM (SELECT DISTINCT facility_code AS f FROM bill WHERE id = ANY($1) ORDER BY 1) x`, ids, clearingLockClass); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `SELECT 1 FROM bill WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids); err != nil {
 			return err
 		}
@@ -237,10 +241,10 @@ type waveResult struct {
 	policyQueued bool
 }
 
-// settleWave settles bills of distinct persons, already locked by tx.
+// settleWave settles bills of distinct persons; tx holds their bills and
+// facilities' clearing locks.
 func (s *Service) settleWave(ctx context.Context, tx pgx.Tx, ids []int64) (map[int64]waveResult, error) {
 	b := &pgx.Batch{}
-	b.Queue(noSeqScan)
 	b.Queue(`INSERT INTO accumulator (person_id, year)
 		SELECT DISTINCT person_id, extract(year FROM bill_date)::int FROM bill WHERE id = ANY($1) ORDER BY 1, 2
 		ON CONFLICT DO NOTHING`, ids)
@@ -256,8 +260,6 @@ func (s *Service) settleWave(ctx context.Context, tx pgx.Tx, ids []int64) (map[i
 					AND NOT EXISTS (SELECT 1 FROM settlement r WHERE r.reverses_id = s.id)
 				ORDER BY s.bill_date DESC, s.id DESC LIMIT 1)
 		FROM bill b WHERE b.id = ANY($1) AND b.referral_direction = 'up'`, ids)
-	b.Queue(`SELECT pg_advisory_xact_lock_shared($2, hashtext(f)) FROM
-		(SELECT DISTINCT facility_code AS f FROM bill WHERE id = ANY($1) ORDER BY 1) x`, ids, clearingLockClass)
 	b.Queue(`SELECT c.facility_code, c.period FROM clearing_facility c
 		WHERE c.facility_code IN (SELECT facility_code FROM bill WHERE id = ANY($1)) ORDER BY 1, 2`, ids)
 	b.Queue(`SELECT nextval('settlement_id_seq') FROM generate_series(1, $1) ORDER BY 1`, len(ids))
@@ -277,10 +279,8 @@ func (s *Service) settleWave(ctx context.Context, tx pgx.Tx, ids []int64) (map[i
 	err := func() error {
 		br := tx.SendBatch(ctx, b)
 		defer br.Close()
-		for range 2 {
-			if _, err := br.Exec(); err != nil {
-				return err
-			}
+		if _, err := br.Exec(); err != nil {
+			return err
 		}
 		rows, err := br.Query()
 		if err != nil {
@@ -349,9 +349,6 @@ func (s *Service) settleWave(ctx context.Context, tx pgx.Tx, ids []int64) (map[i
 		}
 		if rows.Close(); rows.Err() != nil {
 			return rows.Err()
-		}
-		if _, err := br.Exec(); err != nil {
-			return err
 		}
 		if rows, err = br.Query(); err != nil {
 			return err

@@ -669,12 +669,14 @@ func (s *Service) settleOnConn(ctx context.Context, p *auth.Principal, billID in
 	return out, err
 }
 
-// noSeqScan keeps the statements of a settlement on their indexes. Their
-// plans are prepared once per connection and kept: planned while a table
-// was still empty (a new database, a day's first settlements), a plan
-// would scan it whole ever after, and each settlement would cost more than
-// the one before. Every lookup of a settlement is by key.
-const noSeqScan = "SET LOCAL enable_seqscan = off"
+// noSeqScan keeps the statements of a settlement on their indexes (for
+// the rest of its transaction; it is a condition, so that it rides on the
+// transaction's first statement). Their plans are prepared once per
+// connection and kept: planned while a table was still empty (a new
+// database, a day's first settlements), a plan would scan it whole ever
+// after, and each settlement would cost more than the one before. Every
+// lookup of a settlement is by key.
+const noSeqScan = "set_config('enable_seqscan', 'off', true) = 'off'"
 
 // txConn is what settleTx runs on: a transaction, or a connection on which
 // it opens and commits its own (begin set).
@@ -697,19 +699,20 @@ func (s *Service) markStored(out *Settled) {
 // commit it; the caller rolls back what is left open.
 func (s *Service) settleTx(ctx context.Context, tx txConn, p *auth.Principal, billID int64, version int, k *idemKey, audit, begin bool) (*Settled, error) {
 	// The reads, in one round trip. Their order is the locking order of
-	// every settlement (bill, then the person-year's accumulators, then the
-	// facility's clearing lock, shared) and each statement reads what it
-	// must only after the locks before it are held: the lines and the
-	// idempotency record once the bill is locked, the referring stay and
-	// the next settlement id once the accumulators are, the cleared months
-	// once the clearing lock is. Then the writes, in a second round trip.
+	// everything that posts to the books: the facility's clearing lock
+	// (shared; a clearing run takes it exclusive), then the bill, then the
+	// person-year's accumulators. Each statement reads what it must only
+	// after the locks before it are held: the lines, the idempotency record
+	// and the months already cleared once the bill and the accumulators
+	// are locked; the referring stay and the next settlement id too. Then
+	// the writes, in a second round trip.
 	b := &pgx.Batch{}
 	if begin {
 		b.Queue("begin")
 	}
-	b.Queue(noSeqScan)
-	b.Queue(`INSERT INTO accumulator (person_id, year) SELECT person_id, extract(year FROM bill_date)::int FROM bill WHERE id = $1
-		ON CONFLICT DO NOTHING`, billID)
+	b.Queue(`INSERT INTO accumulator (person_id, year) SELECT person_id, extract(year FROM bill_date)::int FROM bill
+		WHERE id = $1 AND `+noSeqScan+` AND pg_advisory_xact_lock_shared($2, hashtext(facility_code)) IS NOT NULL
+		ON CONFLICT DO NOTHING`, billID, clearingLockClass)
 	b.Queue(`SELECT `+billStateCols+billStateFrom+` FOR UPDATE OF b`, billID)
 	var user int64
 	var key string
@@ -719,7 +722,9 @@ func (s *Service) settleTx(ctx context.Context, tx txConn, p *auth.Principal, bi
 	b.Queue(`SELECT `+accCols+`,
 			(SELECT array_agg(l.class ORDER BY l.line_no) FROM bill_line l WHERE l.bill_id = $1),
 			(SELECT array_agg(l.amount::text ORDER BY l.line_no) FROM bill_line l WHERE l.bill_id = $1),
-			coalesce(i.operation, ''), coalesce(i.target_id, 0), i.request_sha256, coalesce(i.settlement_id, 0)
+			coalesce(i.operation, ''), coalesce(i.target_id, 0), i.request_sha256, coalesce(i.settlement_id, 0),
+			coalesce((SELECT array_agg(c.period ORDER BY c.period) FROM clearing_facility c
+				WHERE c.facility_code = b.facility_code AND c.period >= date_trunc('month', b.bill_date)::date), '{}')
 		FROM accumulator a JOIN bill b ON a.person_id = b.person_id AND a.year = extract(year FROM b.bill_date)::int
 			LEFT JOIN settlement_idempotency i ON i.user_id = $2 AND i.key = $3
 		WHERE b.id = $1 FOR UPDATE OF a`, billID, user, key)
@@ -729,10 +734,6 @@ func (s *Service) settleTx(ctx context.Context, tx txConn, p *auth.Principal, bi
 					AND s.bill_date <= b.bill_date AND s.bill_id <> b.id
 					AND NOT EXISTS (SELECT 1 FROM settlement r WHERE r.reverses_id = s.id)
 				ORDER BY s.bill_date DESC, s.id DESC LIMIT 1),
-			pg_advisory_xact_lock_shared($2, hashtext(b.facility_code))
-		FROM bill b WHERE b.id = $1`, billID, clearingLockClass)
-	b.Queue(`SELECT coalesce((SELECT array_agg(c.period ORDER BY c.period) FROM clearing_facility c
-				WHERE c.facility_code = b.facility_code AND c.period >= date_trunc('month', b.bill_date)::date), '{}'),
 			nextval('settlement_id_seq')
 		FROM bill b WHERE b.id = $1`, billID)
 
@@ -754,10 +755,8 @@ func (s *Service) settleTx(ctx context.Context, tx txConn, p *auth.Principal, bi
 				return err
 			}
 		}
-		for range 2 { // no seq scan; accumulator insert
-			if _, err := br.Exec(); err != nil {
-				return err
-			}
+		if _, err := br.Exec(); err != nil {
+			return err
 		}
 		var err error
 		st, err = scanBillState(br.QueryRow())
@@ -772,7 +771,7 @@ func (s *Service) settleTx(ctx context.Context, tx txConn, p *auth.Principal, bi
 		var idem idemRow
 		if err := br.QueryRow().Scan(&acc.Admissions, &acc.OutpatientPaid, &acc.BasicPaid, &acc.CriticalBase, &acc.CriticalPaid,
 			&acc.AssistancePaid, &acc.SupplementaryPaid, &acc.BackstopPaid, &acc.PatientInPolicy, &classes, &amounts,
-			&idem.op, &idem.target, &idem.hash, &idem.settlement); err != nil {
+			&idem.op, &idem.target, &idem.hash, &idem.settlement, &cleared); err != nil {
 			return fmt.Errorf("accumulators: %w", err)
 		}
 		if k != nil {
@@ -788,10 +787,10 @@ func (s *Service) settleTx(ctx context.Context, tx txConn, p *auth.Principal, bi
 			}
 			lines[i] = Line{Class: classes[i], Amount: amt}
 		}
-		if err := br.QueryRow().Scan(&prior, nil); err != nil {
+		if err := br.QueryRow().Scan(&prior, &id); err != nil {
 			return fmt.Errorf("prior deductible: %w", err)
 		}
-		return br.QueryRow().Scan(&cleared, &id)
+		return nil
 	}()
 	if err != nil {
 		return nil, err
@@ -960,8 +959,9 @@ func (s *Service) Reverse(ctx context.Context, p *auth.Principal, settlementID i
 }
 
 func (s *Service) reverseTx(ctx context.Context, tx pgx.Tx, p *auth.Principal, sid int64, reason string, day time.Time, k *idemKey) (*Settled, error) {
+	// The same locking order as settling: clearing lock, bill, accumulators.
 	b := &pgx.Batch{}
-	b.Queue(noSeqScan)
+	b.Queue(`SELECT `+noSeqScan+`, pg_advisory_xact_lock_shared($2, hashtext(facility_code)) FROM settlement WHERE id = $1`, sid, clearingLockClass)
 	b.Queue(`SELECT bs.status, coalesce(bs.settlement_id, 0) FROM bill b JOIN bill_state bs ON bs.bill_id = b.id
 		WHERE b.id = (SELECT bill_id FROM settlement WHERE id = $1) FOR UPDATE OF b`, sid)
 	if k != nil {
@@ -971,13 +971,11 @@ func (s *Service) reverseTx(ctx context.Context, tx pgx.Tx, p *auth.Principal, s
 		WHERE s.id = $1 FOR UPDATE OF a`, sid)
 	b.Queue(`SELECT s.kind, s.bill_id, s.bill_version, s.person_id, s.facility_code, s.year, s.bill_date, s.posted_on, s.policy_sha256,
 			s.policy_id, s.bill_kind, s.tier, s.category, s.insured, s.result,
-			coalesce((SELECT r.id FROM settlement r WHERE r.reverses_id = s.id), 0)
-		FROM settlement s WHERE s.id = $1`, sid)
-	b.Queue(`SELECT pg_advisory_xact_lock_shared($2, hashtext(facility_code)) FROM settlement WHERE id = $1`, sid, clearingLockClass)
-	b.Queue(`SELECT coalesce(array_agg(c.period ORDER BY c.period), '{}') FROM settlement s
-		JOIN clearing_facility c ON c.facility_code = s.facility_code AND c.period >= date_trunc('month', $2::date)::date
-		WHERE s.id = $1`, sid, day)
-	b.Queue(`SELECT nextval('settlement_id_seq')`)
+			coalesce((SELECT r.id FROM settlement r WHERE r.reverses_id = s.id), 0),
+			coalesce((SELECT array_agg(c.period ORDER BY c.period) FROM clearing_facility c
+				WHERE c.facility_code = s.facility_code AND c.period >= date_trunc('month', $2::date)::date), '{}'),
+			nextval('settlement_id_seq')
+		FROM settlement s WHERE s.id = $1`, sid, day)
 
 	var (
 		replay                 int64
@@ -1011,18 +1009,9 @@ func (s *Service) reverseTx(ctx context.Context, tx pgx.Tx, p *auth.Principal, s
 		if acc, err = scanAcc(br.QueryRow()); err != nil {
 			return fmt.Errorf("accumulators: %w", err)
 		}
-		if err := br.QueryRow().Scan(&origKind, &orig.BillID, &orig.BillVersion, &orig.PersonID, &orig.Facility, &orig.Year,
+		return br.QueryRow().Scan(&origKind, &orig.BillID, &orig.BillVersion, &orig.PersonID, &orig.Facility, &orig.Year,
 			&orig.BillDate, &orig.PostedOn, &orig.PolicySHA, &orig.PolicyID, &orig.BillKind, &orig.Tier, &origCategory,
-			&orig.Insured, &resultJSON, &reversedBy); err != nil {
-			return err
-		}
-		if _, err := br.Exec(); err != nil {
-			return err
-		}
-		if err := br.QueryRow().Scan(&cleared); err != nil {
-			return err
-		}
-		return br.QueryRow().Scan(&id)
+			&orig.Insured, &resultJSON, &reversedBy, &cleared, &id)
 	}()
 	if err != nil {
 		return nil, err
