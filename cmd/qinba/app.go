@@ -241,6 +241,12 @@ func (a *App) Run(ctx context.Context) error {
 	defer cancel()
 	bgCancel()
 	shutErr := srv.Shutdown(sctx)
+	if errors.Is(shutErr, context.DeadlineExceeded) {
+		// The deadline is the promise: connections still busy now (a
+		// stream a client keeps open) are closed, and that is not a failure.
+		a.Log.Warn("shutdown deadline reached: closing the remaining connections", "timeout", a.Config.ShutdownTimeout)
+		shutErr = srv.Close()
+	}
 	for range a.background {
 		select {
 		case <-done:
