@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -314,11 +313,11 @@ func (h *Handler) importRoster(c echo.Context) error {
 	default:
 		return apperr.Field("skip_invalid", "must be 1 or 0")
 	}
-	body, closeBody, err := upload(c, "file")
+	body, err := httpx.CSVUpload(c, "file", "the roster", MaxUpload)
 	if err != nil {
 		return err
 	}
-	defer closeBody()
+	defer body.Close()
 	rep, err := Import(c.Request().Context(), h.pool, body, opts)
 	if err != nil {
 		var ie *ImportError
@@ -329,31 +328,6 @@ func (h *Handler) importRoster(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, ImportResponse{Report: rep})
-}
-
-// upload returns the CSV: the multipart part named field, or the whole body
-// when it is sent as text/csv.
-func upload(c echo.Context, field string) (io.Reader, func(), error) {
-	ct := strings.ToLower(c.Request().Header.Get(echo.HeaderContentType))
-	if strings.HasPrefix(ct, "text/csv") {
-		return http.MaxBytesReader(c.Response(), c.Request().Body, MaxUpload), func() {}, nil
-	}
-	if !strings.HasPrefix(ct, echo.MIMEMultipartForm) {
-		return nil, nil, apperr.E(apperr.Unsupported, "send the roster as multipart/form-data (field %q) or text/csv", field)
-	}
-	fh, err := c.FormFile(field)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, nil, apperr.E(apperr.TooLarge, "the roster is too large")
-		}
-		return nil, nil, apperr.Field(field, "a CSV file is required")
-	}
-	f, err := fh.Open()
-	if err != nil {
-		return nil, nil, err
-	}
-	return f, func() { f.Close() }, nil
 }
 
 // MarshalJSON renders a Person as its PersonView, identity number masked,

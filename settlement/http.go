@@ -292,11 +292,11 @@ func (h *Handler) importBills(c echo.Context) error {
 	default:
 		return apperr.Field("skip_invalid", "must be 1 or 0")
 	}
-	body, closeBody, err := upload(c, "file")
+	body, err := httpx.CSVUpload(c, "file", "the bill file", MaxImport)
 	if err != nil {
 		return err
 	}
-	defer closeBody()
+	defer body.Close()
 	rep, err := h.svc.ImportBills(c.Request().Context(), p, body, opts)
 	if err != nil {
 		var ie *ImportError
@@ -319,31 +319,6 @@ func (h *Handler) importBills(c echo.Context) error {
 		out.RejectsCSV = buf.String()
 	}
 	return c.JSON(http.StatusOK, out)
-}
-
-// upload returns the CSV: the multipart part named field, or the whole body
-// when it is sent as text/csv.
-func upload(c echo.Context, field string) (io.Reader, func(), error) {
-	ct := strings.ToLower(c.Request().Header.Get(echo.HeaderContentType))
-	if strings.HasPrefix(ct, "text/csv") {
-		return http.MaxBytesReader(c.Response(), c.Request().Body, MaxImport), func() {}, nil
-	}
-	if !strings.HasPrefix(ct, echo.MIMEMultipartForm) {
-		return nil, nil, apperr.E(apperr.Unsupported, "send the bills as multipart/form-data (field %q) or text/csv", field)
-	}
-	fh, err := c.FormFile(field)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, nil, apperr.E(apperr.TooLarge, "the file is too large")
-		}
-		return nil, nil, apperr.Field(field, "a CSV file is required")
-	}
-	f, err := fh.Open()
-	if err != nil {
-		return nil, nil, err
-	}
-	return f, func() { f.Close() }, nil
 }
 
 func (h *Handler) runClearing(c echo.Context) error {
