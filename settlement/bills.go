@@ -393,10 +393,12 @@ func (d *draft) engineLines() []Line {
 
 // BillView is a bill as the API shows it.
 type BillView struct {
-	ID           int64           `json:"id"`
-	PersonID     int64           `json:"person_id"`
-	Facility     string          `json:"facility"`
-	Tier         string          `json:"tier"`
+	ID       int64  `json:"id"`
+	PersonID int64  `json:"person_id"`
+	Facility string `json:"facility"`
+	Tier     string `json:"tier"`
+	// Region is the patient's insurance pool (their home village's
+	// region), whose policy settles the bill.
 	Region       string          `json:"region_code"`
 	Kind         string          `json:"kind"`
 	AdmittedOn   string          `json:"admitted_on,omitempty"`

@@ -480,7 +480,7 @@ func (s *Service) checkRows(rows []*csvRow, opts ImportOptions, rep *ImportRepor
 // checkBillRefs checks the good bills against the database: persons,
 // facilities, referrals (loaded in bulk).
 func (s *Service) checkBillRefs(ctx context.Context, bills []*importBill, rows []*csvRow, rep *ImportReport) error {
-	r := &refs{persons: map[int64]bool{}, byNID: map[string]int64{}, facilities: map[string]facility.Facility{}, referrals: map[int64]referral.Referral{}}
+	r := &refs{persons: map[int64]string{}, byNID: map[string]int64{}, facilities: map[string]facility.Facility{}, referrals: map[int64]referral.Referral{}}
 	var ids, refIDs []int64
 	var nids []string
 	for _, b := range bills {
@@ -499,18 +499,20 @@ func (s *Service) checkBillRefs(ctx context.Context, bills []*importBill, rows [
 	}
 	// Bulk reads of the person, facility and referral tables (read only;
 	// their packages read one record at a time).
-	q, err := s.pool.Query(ctx, `SELECT id, national_id FROM person WHERE id = ANY($1) OR national_id = ANY($2)`, ids, nids)
+	q, err := s.pool.Query(ctx, `SELECT p.id, p.national_id, f.region_code
+		FROM person p JOIN household h ON h.id = p.household_id JOIN facility f ON f.code = h.village_code
+		WHERE p.id = ANY($1) OR p.national_id = ANY($2)`, ids, nids)
 	if err != nil {
 		return err
 	}
 	for q.Next() {
 		var id int64
-		var nid string
-		if err := q.Scan(&id, &nid); err != nil {
+		var nid, region string
+		if err := q.Scan(&id, &nid, &region); err != nil {
 			q.Close()
 			return err
 		}
-		r.persons[id] = true
+		r.persons[id] = region
 		r.byNID[nid] = id
 	}
 	q.Close()

@@ -170,8 +170,9 @@ func TestSettlePendingEqualsOneByOne(t *testing.T) {
 func TestSettlePendingStopsAtARefusedBill(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	// A bill in a region without a policy: refused (409 no policy).
-	pid := b.person(t, tVillage, CategoryDibao, 2019)
+	// A patient of a county without a policy (their home village is in
+	// region 420625): their bill is refused (409 no policy).
+	pid := b.person(t, "V420625-001", CategoryDibao, 2019)
 	first := b.newBill(t, nil, inpatientInput(pid, oCounty, "2019-02-01", "2019-02-03", line("A", "900")))
 	later := b.newBill(t, nil, inpatientInput(pid, tCounty, "2019-03-01", "2019-03-03", line("A", "900")))
 	other := b.newBill(t, nil, outpatientInput(b.person(t, tVillage, CategoryNone, 2019), tVillage, "2019-02-01", line("A", "30")))

@@ -198,3 +198,29 @@ func TestIdempotencyKeyRace(t *testing.T) {
 	}
 	b.verify(t)
 }
+
+// A county's patient treated in a city hospital (region 420600, which has no
+// policy of its own) is settled under their county's policy, at the city
+// tier: the policy follows the insurance pool, not the hospital.
+func TestSettleCityHospitalUnderHomeCountyPolicy(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const city = "C4206-01"
+	clerk := b.user(t, auth.RoleBillingClerk, city)
+	pid := b.person(t, tVillage, CategoryDibao, 2019)
+	id := b.newBill(t, clerk, inpatientInput(pid, city, "2019-05-01", "2019-05-09", line("A", "12000"), line("B", "800")))
+	v, err := b.svc.GetBill(b.ctx, clerk, id)
+	if err != nil || v.Region != "420626" || v.Tier != TierCity {
+		t.Fatalf("bill region %q tier %q (%v)", v.Region, v.Tier, err)
+	}
+	got, err := b.svc.Settle(b.ctx, clerk, id, SettleOptions{Key: "c1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := engineSplit(t, Person{CategoryDibao, true}, Accumulators{}, Bill{ID: strconv.FormatInt(id, 10), Kind: KindInpatient,
+		Tier: TierCity, Lines: []Line{{ClassA, dec("12000")}, {ClassB, dec("800")}}})
+	if s := resultOf(t, got.Settlement); splitOf(s) != splitOf(want) || got.Settlement.Policy != "baokang-2019" {
+		t.Fatalf("split %+v under %s, engine %+v", splitOf(s), got.Settlement.Policy, splitOf(want))
+	}
+	b.verify(t)
+}

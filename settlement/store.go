@@ -23,7 +23,7 @@ import (
 // facilities and referrals it names. The API fills it through the owning
 // packages' stores; the import in bulk.
 type refs struct {
-	persons    map[int64]bool
+	persons    map[int64]string // person id → the region of their home village (their insurance pool)
 	byNID      map[string]int64
 	facilities map[string]facility.Facility
 	referrals  map[int64]referral.Referral
@@ -47,7 +47,7 @@ func (s *Service) checkRefs(d *draft, r *refs, add func(field, msg string)) {
 		default:
 			d.PersonID = id
 		}
-	} else if !r.persons[d.PersonID] {
+	} else if _, ok := r.persons[d.PersonID]; !ok {
 		add("person_id", fmt.Sprintf("person %d not found", d.PersonID))
 	}
 	fac, ok := r.facilities[d.Facility]
@@ -55,7 +55,10 @@ func (s *Service) checkRefs(d *draft, r *refs, add func(field, msg string)) {
 		add("facility", fmt.Sprintf("unknown facility %q", d.Facility))
 		return
 	}
-	d.Tier, d.Region = string(fac.Tier), fac.RegionCode
+	// The policy is the patient's insurance pool's (参保地), wherever they
+	// are treated: a county's patient in a city hospital is settled under the
+	// county's policy at the city tier.
+	d.Tier, d.Region = string(fac.Tier), r.persons[d.PersonID]
 	var pol *Policy
 	if !d.Date.IsZero() {
 		pol, _ = s.reg.InForce(d.Region, d.Date)
@@ -86,10 +89,14 @@ func (s *Service) checkRefs(d *draft, r *refs, add func(field, msg string)) {
 // refsFor loads what checkRefs needs for one bill, through the owning
 // packages' stores.
 func (s *Service) refsFor(ctx context.Context, d db.DBTX, dr *draft) (*refs, error) {
-	r := &refs{persons: map[int64]bool{}, facilities: map[string]facility.Facility{}, referrals: map[int64]referral.Referral{}}
+	r := &refs{persons: map[int64]string{}, facilities: map[string]facility.Facility{}, referrals: map[int64]referral.Referral{}}
 	if dr.PersonID > 0 {
-		if _, err := household.NewStore().GetPerson(ctx, d, dr.PersonID); err == nil {
-			r.persons[dr.PersonID] = true
+		if p, err := household.NewStore().GetPerson(ctx, d, dr.PersonID); err == nil {
+			village, err := facility.NewStore(d).Get(ctx, p.VillageCode)
+			if err != nil {
+				return nil, fmt.Errorf("home village of person %d: %w", p.ID, err)
+			}
+			r.persons[dr.PersonID] = village.RegionCode
 		} else if !apperr.Is(err, apperr.NotFound) {
 			return nil, err
 		}
