@@ -2,7 +2,8 @@
 // binary and applied by goose. Each file runs in its own transaction.
 //
 // Numbering: 0001 foundation (facility), 0002 auth, 0003 household,
-// 0004 settlement, 0005 referral, 0006 consult; later changes take the
+// 0004 settlement, 0005 referral, 0006 consult, 0007 settlement service,
+// 0008 person name search without a trigram index; later changes take the
 // next free number.
 package migrations
 
