@@ -36,6 +36,8 @@ type Config struct {
 	// Referral holds the referral deadlines and intervals; the zero value
 	// means referral.DefaultPolicy().
 	Referral referral.Policy
+	// Consult holds the consult media settings (TURN, recordings, ICE).
+	Consult ConsultConfig
 }
 
 // Validate checks the configuration before anything starts.

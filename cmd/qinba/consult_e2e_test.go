@@ -56,10 +56,12 @@ func conAPI(t *testing.T) *webrtc.API {
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
 }
 
-// conConnect joins consult id's room on ts with a room token.
-func conConnect(t *testing.T, ts *testServer, id int64, name, roomToken string) *conClient {
+// conConnect joins consult id's room on the server at base (http://...)
+// with a room token; cfg may name ICE servers and a transport policy.
+func conConnect(t *testing.T, base string, cfg webrtc.Configuration, id int64, name, roomToken string) *conClient {
 	t.Helper()
-	pc, err := conAPI(t).NewPeerConnection(webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle})
+	cfg.BundlePolicy = webrtc.BundlePolicyMaxBundle
+	pc, err := conAPI(t).NewPeerConnection(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +102,7 @@ func conConnect(t *testing.T, ts *testServer, id int64, name, roomToken string) 
 			}
 		})
 	})
-	u := "ws" + strings.TrimPrefix(ts.URL, "http") + fmt.Sprintf("/api/v1/consults/%d/signal?token=%s", id, url.QueryEscape(roomToken))
+	u := "ws" + strings.TrimPrefix(base, "http") + fmt.Sprintf("/api/v1/consults/%d/signal?token=%s", id, url.QueryEscape(roomToken))
 	dctx, dcancel := context.WithTimeout(ctx, conWait)
 	defer dcancel()
 	ws, _, err := websocket.Dial(dctx, u, nil)
@@ -240,7 +242,6 @@ func (c *conClient) close() {
 // referral opens from it. Access tokens are refused on the signalling
 // endpoint, and a stranger gets no room token.
 func TestConsultEndToEnd(t *testing.T) {
-	t.Setenv("QINBA_MEDIA_LOOPBACK", "1") // before the server builds its media engine
 	ts := newTestServer(t)
 	vName, _ := ts.user(t, auth.RoleVillageDoctor, facVillage)
 	dName, _ := ts.user(t, auth.RoleDoctor, facCounty)
@@ -297,8 +298,8 @@ func TestConsultEndToEnd(t *testing.T) {
 	}
 
 	// Both connect; each receives the other's audio and video.
-	vc := conConnect(t, ts, id, vName, vTok["token"].(string))
-	dc := conConnect(t, ts, id, dName, dTok["token"].(string))
+	vc := conConnect(t, ts.URL, webrtc.Configuration{}, id, vName, vTok["token"].(string))
+	dc := conConnect(t, ts.URL, webrtc.Configuration{}, id, dName, dTok["token"].(string))
 	vc.waitRecv(dName, "video", 20)
 	vc.waitRecv(dName, "audio", 20)
 	dc.waitRecv(vName, "video", 20)

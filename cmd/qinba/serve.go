@@ -26,11 +26,15 @@ func init() {
 			fs.StringVar(&cfg.TLSKey, "tls-key", env.Getenv("QINBA_TLS_KEY"), "TLS private key file (env QINBA_TLS_KEY)")
 			fs.StringVar(&cfg.Issuer, "issuer", envOr(env, "QINBA_ISSUER", "qinba"), "token issuer name (env QINBA_ISSUER)")
 			cfg.Referral.RegisterFlags(fs)
+			consultDone := cfg.Consult.RegisterFlags(fs, env)
 			migrate := fs.Bool("migrate", false, "apply pending migrations before serving")
 			demo := fs.Bool("seed-demo", false, "load the demo data (facilities, users, ...) before serving and print the demo logins")
 			logJSON := fs.Bool("log-json", env.Getenv("QINBA_LOG_JSON") != "", "log as JSON lines (env QINBA_LOG_JSON)")
 			return func(ctx context.Context, _ []string) error {
 				cfg.VarDir = df.varDir
+				if err := consultDone(df.varDir); err != nil {
+					return err
+				}
 				log := newLogger(env, *logJSON)
 				d, err := df.open(ctx, env)
 				if err != nil {

@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -118,6 +119,8 @@ func newTestServer(t *testing.T) *testServer {
 		logw = os.Stderr
 	}
 	cfg := Config{Addr: "127.0.0.1:0", BodyLimit: "12M", ShutdownTimeout: 10 * time.Second, VarDir: t.TempDir(), Issuer: "qinba-test"}
+	// The tests' peers are on this host: loopback candidates only.
+	cfg.Consult = ConsultConfig{MediaLoopback: true, RecordDir: filepath.Join(cfg.VarDir, "recordings")}
 	app, err := NewApp(cfg, slog.New(slog.NewTextHandler(logw, nil)), pool)
 	if err != nil {
 		t.Fatal(err)

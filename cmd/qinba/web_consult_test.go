@@ -22,11 +22,8 @@ import (
 // the village doctor switches to audio only (the server confirms it no
 // longer sends video) and leaves; the county doctor ends the consult (a
 // fee line exists); the village doctor opens a referral from it.
-//
-// It sets QINBA_MEDIA_LOOPBACK, so it cannot run in parallel.
 func TestBrowserConsultVideo(t *testing.T) {
 	needBrowser(t)
-	t.Setenv("QINBA_MEDIA_LOOPBACK", "1")
 	ts := newTestServer(t)
 	personID, personName := seedPatients(t, ts, facVillage, 2)
 	vName, vPW := ts.user(t, auth.RoleVillageDoctor, facVillage)

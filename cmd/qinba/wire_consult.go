@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -16,47 +17,80 @@ import (
 	"github.com/qinba/qinba/referral"
 )
 
-// consultEnv are the media settings, read from the environment until they
-// become serve flags (Config.Consult):
-//
-//	QINBA_TURN_ADDR         UDP listen address of the embedded TURN server, e.g. 0.0.0.0:3478 (empty: no TURN)
-//	QINBA_TURN_SECRET       TURN REST shared secret, at least 16 bytes (or QINBA_TURN_SECRET_FILE)
-//	QINBA_RECORDINGS_DIR    where recordings go (default <var dir>/recordings; "off": recording disabled)
-//	QINBA_MEDIA_LOOPBACK=1  gather only loopback ICE candidates (tests, a single-host demo)
-//	QINBA_PUBLIC_IP         the address clients reach the media and TURN server on (1:1 NAT)
-type consultEnv struct {
-	TURNAddr, TURNSecret, RecordDir, PublicIP string
-	Loopback                                  bool
+// ConsultConfig is the consult media settings: serve's --turn-*,
+// --recordings-dir, --public-ip and --media-loopback flags.
+type ConsultConfig struct {
+	// TURNAddr is the UDP (and TCP) listen address of the embedded TURN
+	// server, e.g. 0.0.0.0:3478; empty: no TURN.
+	TURNAddr string
+	// TURNSecret is the TURN REST shared secret (at least 16 bytes). It
+	// comes from the environment or a file, never from a flag (a flag shows
+	// in the process list).
+	TURNSecret string
+	// RecordDir is where recordings go; empty: recording disabled.
+	RecordDir string
+	// PublicIP is the address clients reach the media and TURN server on
+	// (1:1 NAT); empty: the host's own addresses.
+	PublicIP string
+	// MediaLoopback gathers only loopback ICE candidates (tests, a
+	// single-host demo).
+	MediaLoopback bool
 }
 
-func readConsultEnv(varDir string) (consultEnv, error) {
-	e := consultEnv{
-		TURNAddr:  strings.TrimSpace(os.Getenv("QINBA_TURN_ADDR")),
-		RecordDir: strings.TrimSpace(os.Getenv("QINBA_RECORDINGS_DIR")),
-		PublicIP:  strings.TrimSpace(os.Getenv("QINBA_PUBLIC_IP")),
-		Loopback:  os.Getenv("QINBA_MEDIA_LOOPBACK") == "1",
-	}
-	e.TURNSecret = os.Getenv("QINBA_TURN_SECRET")
-	if f := os.Getenv("QINBA_TURN_SECRET_FILE"); f != "" {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return e, fmt.Errorf("QINBA_TURN_SECRET_FILE: %w", err)
+// RegisterFlags registers the consult flags on fs, with environment
+// fallbacks read through env. The returned function resolves what depends
+// on the other flags (the secret file, the var dir) and checks the whole;
+// serve calls it before it starts.
+func (c *ConsultConfig) RegisterFlags(fs *flag.FlagSet, env *Env) func(varDir string) error {
+	fs.StringVar(&c.TURNAddr, "turn-addr", env.Getenv("QINBA_TURN_ADDR"),
+		"listen address (UDP and TCP) of the embedded TURN server, e.g. 0.0.0.0:3478; empty: no TURN (env QINBA_TURN_ADDR)")
+	secretFile := fs.String("turn-secret-file", env.Getenv("QINBA_TURN_SECRET_FILE"),
+		"file holding the TURN shared secret, at least 16 bytes (env QINBA_TURN_SECRET_FILE; or the secret itself in QINBA_TURN_SECRET)")
+	recordDir := fs.String("recordings-dir", env.Getenv("QINBA_RECORDINGS_DIR"),
+		`where consult recordings go; "off" disables recording (env QINBA_RECORDINGS_DIR; default <var>/recordings)`)
+	fs.StringVar(&c.PublicIP, "public-ip", env.Getenv("QINBA_PUBLIC_IP"),
+		"the address clients reach the media and TURN server on, behind 1:1 NAT (env QINBA_PUBLIC_IP)")
+	fs.BoolVar(&c.MediaLoopback, "media-loopback", env.Getenv("QINBA_MEDIA_LOOPBACK") == "1",
+		"gather only loopback ICE candidates: a single-host demo or tests (env QINBA_MEDIA_LOOPBACK=1)")
+	return func(varDir string) error {
+		c.TURNSecret = env.Getenv("QINBA_TURN_SECRET")
+		if *secretFile != "" {
+			b, err := os.ReadFile(*secretFile)
+			if err != nil {
+				return fmt.Errorf("--turn-secret-file: %w", err)
+			}
+			c.TURNSecret = strings.TrimSpace(string(b))
 		}
-		e.TURNSecret = strings.TrimSpace(string(b))
+		switch dir := strings.TrimSpace(*recordDir); {
+		case dir == "off":
+			c.RecordDir = ""
+		case dir == "" && varDir != "":
+			c.RecordDir = filepath.Join(varDir, "recordings")
+		default:
+			c.RecordDir = dir
+		}
+		return c.Validate()
 	}
-	switch {
-	case e.RecordDir == "off":
-		e.RecordDir = ""
-	case e.RecordDir == "" && varDir != "":
-		e.RecordDir = filepath.Join(varDir, "recordings")
+}
+
+// Validate checks the settings.
+func (c *ConsultConfig) Validate() error {
+	if c.PublicIP != "" && net.ParseIP(c.PublicIP) == nil {
+		return fmt.Errorf("--public-ip %q is not an IP address", c.PublicIP)
 	}
-	if e.PublicIP != "" && net.ParseIP(e.PublicIP) == nil {
-		return e, fmt.Errorf("QINBA_PUBLIC_IP %q is not an IP address", e.PublicIP)
+	if c.TURNAddr != "" {
+		host, _, err := net.SplitHostPort(c.TURNAddr)
+		if err != nil {
+			return fmt.Errorf("--turn-addr %q: %v", c.TURNAddr, err)
+		}
+		if len(c.TURNSecret) < 16 {
+			return errors.New("--turn-addr needs a TURN secret of at least 16 bytes (--turn-secret-file or QINBA_TURN_SECRET)")
+		}
+		if ip := net.ParseIP(host); c.PublicIP == "" && (ip == nil || ip.IsUnspecified()) {
+			return errors.New("--turn-addr listens on every address: set --public-ip")
+		}
 	}
-	if e.TURNAddr != "" && len(e.TURNSecret) < 16 {
-		return e, errors.New("QINBA_TURN_ADDR needs QINBA_TURN_SECRET (or _FILE) of at least 16 bytes")
-	}
-	return e, nil
+	return nil
 }
 
 func init() {
@@ -64,8 +98,8 @@ func init() {
 		if a.Auth == nil {
 			return errors.New("consults need the auth service (mount auth first)")
 		}
-		env, err := readConsultEnv(a.Config.VarDir)
-		if err != nil {
+		env := a.Config.Consult
+		if err := env.Validate(); err != nil {
 			return err
 		}
 		if env.RecordDir != "" {
@@ -88,7 +122,7 @@ func init() {
 		if err != nil {
 			return err
 		}
-		mc := consult.MediaConfig{LoopbackOnly: env.Loopback, Logger: a.Log}
+		mc := consult.MediaConfig{LoopbackOnly: env.MediaLoopback, Logger: a.Log}
 		if env.PublicIP != "" {
 			mc.NAT1To1IPs = []string{env.PublicIP}
 		}
@@ -122,17 +156,10 @@ func init() {
 	}})
 }
 
-func newTURN(a *App, env consultEnv) (*consult.TURNServer, error) {
+func newTURN(a *App, env ConsultConfig) (*consult.TURNServer, error) {
 	public := env.PublicIP
 	if public == "" {
-		host, _, err := net.SplitHostPort(env.TURNAddr)
-		if err != nil {
-			return nil, fmt.Errorf("QINBA_TURN_ADDR: %w", err)
-		}
-		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
-			return nil, errors.New("QINBA_TURN_ADDR listens on every address: set QINBA_PUBLIC_IP")
-		}
-		public = host
+		public, _, _ = net.SplitHostPort(env.TURNAddr) // checked by Validate
 	}
 	turn, err := consult.NewTURNServer(consult.TURNConfig{UDPAddr: env.TURNAddr, PublicIP: public, Secret: []byte(env.TURNSecret),
 		// Relay only to the media server itself.
