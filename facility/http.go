@@ -1,12 +1,9 @@
 package facility
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net/http"
-	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
@@ -122,16 +119,21 @@ type ImportResponse struct {
 	Result ImportResult `json:"result"`
 }
 
+// MaxUpload is the largest facility file accepted over HTTP (a county's
+// network is a few hundred lines).
+const MaxUpload = 4 << 20
+
 func (h *Handler) importCSV(c echo.Context) error {
-	data, err := readUpload(c, "file")
+	body, err := httpx.CSVUpload(c, "file", "the facility file", MaxUpload)
 	if err != nil {
 		return err
 	}
+	defer body.Close()
 	region := "!" // matches no facility unless the wiring says otherwise
 	if h.RegionOf != nil {
 		region = h.RegionOf(c.Request().Context())
 	}
-	res, err := ImportScoped(c.Request().Context(), h.pool, bytes.NewReader(data), region)
+	res, err := ImportScoped(c.Request().Context(), h.pool, body, region)
 	if err != nil {
 		if apperr.Is(err, apperr.Forbidden) && h.Denied != nil {
 			h.Denied(c.Request().Context(), "facilities outside the region")
@@ -144,26 +146,4 @@ func (h *Handler) importCSV(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, ImportResponse{Result: res})
-}
-
-// readUpload returns a CSV upload: the multipart part named field, or the
-// whole body when it is sent as text/csv.
-func readUpload(c echo.Context, field string) ([]byte, error) {
-	ct := c.Request().Header.Get(echo.HeaderContentType)
-	if strings.HasPrefix(ct, "text/csv") {
-		return io.ReadAll(c.Request().Body)
-	}
-	if !strings.HasPrefix(ct, echo.MIMEMultipartForm) {
-		return nil, apperr.E(apperr.Unsupported, "send the CSV as multipart/form-data (field %q) or text/csv", field)
-	}
-	fh, err := c.FormFile(field)
-	if err != nil {
-		return nil, apperr.Field(field, "a CSV file is required")
-	}
-	f, err := fh.Open()
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(f)
 }
