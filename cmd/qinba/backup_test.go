@@ -59,8 +59,8 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 		t.Fatalf("restore: %v\n%s", err, out.String())
 	}
 	want, got := countRows(t, src), countRows(t, dst)
-	if len(want) == 0 || want["facility"] != 299 {
-		t.Fatalf("source not seeded: %v", want)
+	if len(want) == 0 || want["facility"] != 299 || want["settlement"] == 0 || want["journal_line"] == 0 {
+		t.Fatalf("source not seeded (facilities, a settled year): %v", want)
 	}
 	for tb, n := range want {
 		if got[tb] != n {

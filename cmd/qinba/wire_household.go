@@ -29,17 +29,7 @@ func init() {
 		return a.AddOpenAPI(household.OpenAPI)
 	}})
 	registerSeed(seedStep{name: "households", order: 30, fn: func(ctx context.Context, env *Env, d *database) error {
-		// The demo village doctor's village gets about 60 of the 600
-		// households (the others 2 each), so the demo has patients to find.
-		villages := demoVillages()
-		for range 30 {
-			villages = append(villages, "V420626-001")
-		}
-		var buf bytes.Buffer
-		if err := household.GenerateRoster(&buf, 1, demoHouseholds, villages); err != nil {
-			return err
-		}
-		rep, err := household.Import(ctx, d.Pool, &buf, household.Options{Actor: "seed"})
+		rep, err := household.Import(ctx, d.Pool, bytes.NewReader(demoRoster()), household.Options{Actor: "seed"})
 		if err != nil {
 			return err
 		}
@@ -199,6 +189,21 @@ The same --seed gives the same file.`,
 
 // demoHouseholds is the size of the demo roster `qinba seed --demo` loads.
 const demoHouseholds = 600
+
+// demoRoster is the demo roster: demoHouseholds households, the demo
+// village doctor's village with about 60 of them (the others 2 each), so
+// that the demo has patients to find. The same every time.
+func demoRoster() []byte {
+	villages := demoVillages()
+	for range 30 {
+		villages = append(villages, "V420626-001")
+	}
+	var buf bytes.Buffer
+	if err := household.GenerateRoster(&buf, 1, demoHouseholds, villages); err != nil {
+		panic("demo roster: " + err.Error())
+	}
+	return buf.Bytes()
+}
 
 // demoVillages lists the village codes of the demo county.
 func demoVillages() []string {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -45,6 +46,8 @@ func init() {
 		settlement.NewHandler(svc).Routes(a.API)
 		return a.AddOpenAPI(settlement.OpenAPI)
 	}})
+
+	registerSeed(seedStep{name: "settlements", order: 40, fn: seedSettlements})
 
 	register(&command{
 		name: "settle-cases",
@@ -372,4 +375,47 @@ func writeBillRejects(path string, rep *settlement.ImportReport) error {
 		return err
 	}
 	return f.Close()
+}
+
+// demoBills is how many bills the demo seed settles.
+const demoBills = 400
+
+// seedSettlements gives the demo a settled year: the demo roster enrolled
+// in the reference policy's year, a generated year of bills imported and
+// settled in date order, so that bills, statements, household totals, the
+// clearing and `qinba verify` have a real ledger to show. Seeding again
+// changes nothing (the roster and the bills are the same; nothing is left
+// to settle).
+func seedSettlements(ctx context.Context, env *Env, d *database) error {
+	reg, err := settlement.NewRegistry()
+	if err != nil {
+		return err
+	}
+	year := settlement.ReferencePolicy().ValidFrom().Year()
+	if _, err := household.Import(ctx, d.Pool, bytes.NewReader(demoRoster()), household.Options{Year: year, Actor: "seed"}); err != nil {
+		return fmt.Errorf("demo roster for %d: %w", year, err)
+	}
+	persons, err := settlement.LoadGenPersons(ctx, d.Pool)
+	if err != nil {
+		return err
+	}
+	var bills bytes.Buffer
+	if err := settlement.GenerateBills(&bills, 1, demoBills, year, persons, time.Now()); err != nil {
+		return err
+	}
+	svc := settlement.NewService(d.Pool, nil, reg)
+	svc.Actor = "seed"
+	imp, err := svc.ImportBills(ctx, nil, &bills, settlement.ImportOptions{})
+	if err != nil {
+		return fmt.Errorf("demo bills: %w", err)
+	}
+	rep, err := svc.SettlePending(ctx, settlement.PendingOptions{})
+	if err != nil {
+		return err
+	}
+	if len(rep.Failed) > 0 {
+		return fmt.Errorf("demo bills: %d could not be settled (first: bill %d: %s)", len(rep.Failed), rep.Failed[0].BillID, rep.Failed[0].Reason)
+	}
+	fmt.Fprintf(env.Stdout, "bills %d: %d added, %d unchanged; %d settled\n", year, imp.Bills.Added, imp.Bills.Unchanged, rep.Settled)
+	return nil
 }
