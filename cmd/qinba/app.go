@@ -38,6 +38,9 @@ type Config struct {
 	Referral referral.Policy
 	// Consult holds the consult media settings (TURN, recordings, ICE).
 	Consult ConsultConfig
+	// PolicyDir holds settlement policy files besides the embedded ones
+	// (empty: the embedded ones only).
+	PolicyDir string
 }
 
 // Validate checks the configuration before anything starts.

@@ -27,6 +27,7 @@ func init() {
 			fs.StringVar(&cfg.Issuer, "issuer", envOr(env, "QINBA_ISSUER", "qinba"), "token issuer name (env QINBA_ISSUER)")
 			cfg.Referral.RegisterFlags(fs)
 			consultDone := cfg.Consult.RegisterFlags(fs, env)
+			fs.StringVar(&cfg.PolicyDir, "policy-dir", env.Getenv("QINBA_POLICY_DIR"), policyDirHelp)
 			migrate := fs.Bool("migrate", false, "apply pending migrations before serving")
 			demo := fs.Bool("seed-demo", false, "load the demo data (facilities, users, ...) before serving and print the demo logins")
 			logJSON := fs.Bool("log-json", env.Getenv("QINBA_LOG_JSON") != "", "log as JSON lines (env QINBA_LOG_JSON)")

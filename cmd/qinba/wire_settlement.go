@@ -36,9 +36,7 @@ func loadPolicies(dir string) (*settlement.Registry, error) {
 
 func init() {
 	registerMount(mount{name: "settlement", order: 50, fn: func(a *App) error {
-		// The server has no Env: the policy directory comes from the
-		// process environment, like the other QINBA_ settings serve reads.
-		reg, err := settlement.LoadRegistry(os.Getenv("QINBA_POLICY_DIR"))
+		reg, err := settlement.LoadRegistry(a.Config.PolicyDir)
 		if err != nil {
 			return fmt.Errorf("settlement policies: %w", err)
 		}
