@@ -109,7 +109,7 @@ func FuzzParseRoster(f *testing.F) {
 			}
 		}
 		for _, h := range ro.Households {
-			in := slices.Contains(rejected, h.ID)
+			in := rejected[h.ID]
 			for _, i := range h.Rows {
 				if rejectedRows[ro.Rows[i]] != in {
 					t.Fatalf("household %s split: line %d rejected=%v, household rejected=%v", h.ID, ro.Rows[i].Line, !in, in)
