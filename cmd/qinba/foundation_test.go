@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -364,5 +366,28 @@ func TestRealBinaryServesAndShutsDown(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("no shutdown within 20s")
+	}
+}
+
+// Flags may come before or after a command's arguments; "--" ends them.
+func TestFlagsAfterArguments(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		args []string
+		dir  string
+		pos  []string
+	}{
+		{[]string{"--dir", "a", "stop"}, "a", []string{"stop"}},
+		{[]string{"stop", "--dir", "a"}, "a", []string{"stop"}},
+		{[]string{"x", "-dir=b", "y"}, "b", []string{"x", "y"}},
+		{[]string{"x", "--", "--dir", "c"}, "", []string{"x", "--dir", "c"}},
+		{[]string{"--", "-dir"}, "", []string{"-dir"}},
+	} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		dir := fs.String("dir", "", "")
+		pos, err := parseInterspersed(fs, c.args)
+		if err != nil || *dir != c.dir || !slices.Equal(pos, c.pos) {
+			t.Errorf("%q: dir %q args %q %v; want %q %q", c.args, *dir, pos, err, c.dir, c.pos)
+		}
 	}
 }

@@ -113,13 +113,36 @@ func runCommand(ctx context.Context, env *Env, c *command, args []string) error 
 			fs.PrintDefaults()
 		}
 	}
-	if err := fs.Parse(args); err != nil {
+	positional, err := parseInterspersed(fs, args)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return &ExitError{Code: 2, Err: err}
 	}
-	return run(ctx, fs.Args())
+	return run(ctx, positional)
+}
+
+// parseInterspersed parses flags wherever they are among the arguments
+// (`qinba devdb stop --dir X` as well as `qinba devdb --dir X stop`) and
+// returns the others in order; everything after "--" is an argument.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return positional, nil
+		}
+		// Parse stops at the first argument, or just after a "--".
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(positional, rest...), nil
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
 }
 
 func usage(w io.Writer) {
