@@ -15,8 +15,22 @@ package consult
 // QINBA_SFU_BENCH_SECONDS (default 10) is measured: packet loss per kind
 // (packets stamped inside the window that reached each subscriber, against
 // twice the packets sent), and the delay from the sender's stamp to the
-// receiver's read (p50/p99). A direct pion-to-pion pair measured first gives
-// the baseline delay of the client path alone.
+// receiver's read (p50/p99). A direct pair of the same clients, without the
+// server, is measured first (the "p2p" row: the client path alone on an idle
+// machine) and keeps sending during the steps, so every step also reports the
+// pair's delay under the same load ("pair p50/p99"): the part of the delay
+// that the clients and the shared cores cause without any server.
+//
+// The server is the production engine (NewMedia, NewSFU). The clients are the
+// harness and are kept cheap so that they leave the cores to the server: one
+// engine for all of them with only the interceptors that give the server a
+// browser's share of work (see newBenchAPI), one UDP socket shared by all of
+// them and used in batches (benchUDPConn), all media sent by one goroutine
+// from packets built once (benchSender), receivers that only read the stamp
+// and the TWCC sequence number, and a client process on one P
+// (QINBA_SFU_BENCH_CLIENT_PROCS to change it).
+// QINBA_SFU_BENCH_PROFILE_DIR=dir writes CPU and heap profiles of both
+// processes for each measured window.
 
 import (
 	"bufio"
@@ -28,17 +42,27 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"math/rand/v2"
+	"net"
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -68,6 +92,11 @@ type benchResult struct {
 	ForwardedPerSec float64 `json:"forwarded_packets_per_sec"`
 	LoadAvg         string  `json:"loadavg"` // /proc/loadavg at the end of the window: other work on the machine
 	ServerUsPerPkt  float64 `json:"server_us_per_forwarded_packet"`
+	// The direct pair's delay in the same window: the client path alone under
+	// the same load, to be compared with the delay through the server.
+	PairVideoP50ms float64 `json:"pair_video_p50_ms"`
+	PairVideoP99ms float64 `json:"pair_video_p99_ms"`
+	PairLossPct    float64 `json:"pair_loss_pct"`
 }
 
 func TestSFUCapacity(t *testing.T) {
@@ -110,6 +139,13 @@ func TestSFUCapacity(t *testing.T) {
 		"QINBA_SFU_BENCH_URL=ws"+strings.TrimPrefix(srv.URL, "http"),
 		"QINBA_SFU_BENCH_KEY="+hex.EncodeToString(priv.Seed()),
 	)
+	// The clients run on one P unless told otherwise: they are the harness, and
+	// one P keeps their thread wake-ups (costly on a virtual machine) down.
+	procs := os.Getenv("QINBA_SFU_BENCH_CLIENT_PROCS")
+	if procs == "" {
+		procs = "1"
+	}
+	cmd.Env = append(cmd.Env, "GOMAXPROCS="+procs)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -119,6 +155,7 @@ func TestSFUCapacity(t *testing.T) {
 		t.Fatal(err)
 	}
 	var results []benchResult
+	var stopProfile func()
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		line := sc.Text()
@@ -128,6 +165,13 @@ func TestSFUCapacity(t *testing.T) {
 				results = append(results, r)
 			}
 		}
+		if label, ok := strings.CutPrefix(strings.TrimSpace(line), "PROFILE start "); ok {
+			stopProfile = startBenchProfile(t, "server-"+label)
+		}
+		if strings.TrimSpace(line) == "PROFILE stop" && stopProfile != nil {
+			stopProfile()
+			stopProfile = nil
+		}
 		t.Log(line)
 	}
 	if err := cmd.Wait(); err != nil {
@@ -135,20 +179,27 @@ func TestSFUCapacity(t *testing.T) {
 	}
 
 	t.Logf("GOMAXPROCS=%d, server and clients on the same machine", runtime.GOMAXPROCS(0))
-	t.Logf("%-9s %-8s %-9s %-9s %-9s %-9s %-9s %-9s %-8s %-8s %-8s %-9s %s", "consults", "vstreams", "vloss%", "aloss%", "v p50ms", "v p99ms", "a p50ms", "a p99ms", "srvCPU%", "cliCPU%", "fwd pps", "srv us/pkt", "loadavg")
+	t.Logf("%-9s %-8s %-9s %-9s %-9s %-9s %-9s %-9s %-9s %-9s %-8s %-8s %-8s %-10s %-10s %s", "consults", "vstreams", "vloss%", "aloss%", "v p50ms", "v p99ms", "a p50ms", "a p99ms", "pair p50", "pair p99", "srvCPU%", "cliCPU%", "fwd pps", "srv us/pkt", "cli us/pkt", "loadavg")
 	best := 0
 	for _, r := range results {
 		name := strconv.Itoa(r.Consults)
 		if r.Baseline {
 			name = "p2p"
 		}
-		t.Logf("%-9s %-8d %-9.3f %-9.3f %-9.2f %-9.2f %-9.2f %-9.2f %-8.0f %-8.0f %-8.0f %-9.1f %s", name, r.VideoStreams,
-			r.VideoLossPct, r.AudioLossPct, r.VideoP50ms, r.VideoP99ms, r.AudioP50ms, r.AudioP99ms, r.ServerCPUPct, r.ClientsCPUPct, r.ForwardedPerSec, r.ServerUsPerPkt, r.LoadAvg)
+		cliUs := 0.0
+		if r.ForwardedPerSec > 0 {
+			cliUs = r.ClientsCPUPct / 100 / r.ForwardedPerSec * 1e6
+		}
+		t.Logf("%-9s %-8d %-9.3f %-9.3f %-9.2f %-9.2f %-9.2f %-9.2f %-9.2f %-9.2f %-8.0f %-8.0f %-8.0f %-10.1f %-10.1f %s", name, r.VideoStreams,
+			r.VideoLossPct, r.AudioLossPct, r.VideoP50ms, r.VideoP99ms, r.AudioP50ms, r.AudioP99ms, r.PairVideoP50ms, r.PairVideoP99ms,
+			r.ServerCPUPct, r.ClientsCPUPct, r.ForwardedPerSec, r.ServerUsPerPkt, cliUs, r.LoadAvg)
 		if !r.Baseline && r.VideoLossPct < 1 && r.AudioLossPct < 1 && r.Consults > best {
 			best = r.Consults
 		}
 	}
 	t.Logf("largest step with < 1%% loss: %d consults", best)
+	t.Logf("pair p50/p99: video delay of a direct client pair in the same window (the client path under the same load);")
+	t.Logf("us/pkt: CPU per forwarded packet (server; clients incl. sending); CPU%% is of one core")
 }
 
 // TestSFUCapacityClients is the client side of TestSFUCapacity; it runs only
@@ -189,26 +240,35 @@ func TestSFUCapacityClients(t *testing.T) {
 	}
 	const frameBytes = 500_000 / 8 / 30 // 500 kbps at 30 fps
 
-	m := &benchMeter{}
+	m := &benchMeter{}    // packets through the server
+	pair := &benchMeter{} // packets of the direct pair
 	report := func(r benchResult) {
 		j, _ := json.Marshal(r)
 		fmt.Printf("RESULT %s\n", j)
 	}
 
-	// Baseline: two clients connected directly, no server.
+	api, udp := newBenchAPI(t)
+	api2, udp2 := newBenchAPI(t) // the pair's second client needs a socket of its own
+	snd := newBenchSender(frameBytes, udp, udp2)
+	defer snd.close()
+	opts := clientOpts{api: api, noPublish: true, onPacket: m.received, twcc: true}
+
+	// Baseline: two clients connected directly, no server. The pair keeps
+	// sending during the steps, so each step also measures the client path
+	// alone under the same load.
 	{
-		a := newTestClient(t, "p2p-a", newBenchPC(t), clientOpts{frameBytes: frameBytes, onPacket: m.received, onSend: m.sent})
-		z := newTestClient(t, "p2p-b", newBenchPC(t), clientOpts{frameBytes: frameBytes, onPacket: m.received, onSend: m.sent})
+		popts := opts
+		popts.onPacket = pair.received
+		a := newTestClient(t, "p2p-a", newBenchPC(t, api), popts)
+		z := newTestClient(t, "p2p-b", newBenchPC(t, api2), popts)
 		connectDirect(t, a, z)
-		a.go_(a.sendMedia)
-		z.go_(z.sendMedia)
+		snd.add(a, pair.sent)
+		snd.add(z, pair.sent)
 		time.Sleep(2 * time.Second) // let the pair settle before measuring
-		r := m.measure(window, 1, os.Getppid())
+		r := measure(window, os.Getppid(), "p2p", pair, 1, nil)
 		r.Baseline = true
 		r.VideoStreams = 2
 		report(r)
-		a.close()
-		z.close()
 	}
 
 	var clients []*testClient
@@ -218,7 +278,8 @@ func TestSFUCapacityClients(t *testing.T) {
 		for ; have < n; have++ {
 			consult := fmt.Sprintf("bench-%d", have)
 			for u := 0; u < 3; u++ {
-				c := b.connect(t, consult, fmt.Sprintf("u%d", u), clientOpts{frameBytes: frameBytes, onPacket: m.received, onSend: m.sent})
+				c := b.connect(t, consult, fmt.Sprintf("u%d", u), opts)
+				snd.add(c, m.sent)
 				clients = append(clients, c)
 			}
 		}
@@ -232,7 +293,7 @@ func TestSFUCapacityClients(t *testing.T) {
 		}
 		setup := time.Since(start)
 		time.Sleep(3 * time.Second) // settle: keyframes, NACK/RTCP, GC
-		r := m.measure(window, 2, os.Getppid())
+		r := measure(window, os.Getppid(), strconv.Itoa(n), m, 2, pair)
 		r.Consults = n
 		r.VideoStreams = 6 * n
 		r.SetupSeconds = setup.Seconds()
@@ -241,9 +302,236 @@ func TestSFUCapacityClients(t *testing.T) {
 			break // far past capacity; more consults only take longer
 		}
 	}
+	snd.close()
 	for _, c := range clients {
 		c.close()
 	}
+}
+
+// newBenchAPI makes the engine of the synthetic clients. They are the harness,
+// not the system under test, so they carry only what makes the server do a
+// browser's share of work: the server's codecs, RTCP sender and receiver
+// reports (the server's weak-link rule reads the receiver reports), the
+// transport-wide sequence number on what they send (so the server's TWCC
+// feedback generator has real work) and TWCC feedback every 100 ms on what
+// they receive (so the server stamps the sequence number and reads the
+// feedback; benchTWCC builds it). They run no NACK interceptors: a lost packet
+// stays lost, so loss is counted before any retransmission.
+func newBenchAPI(t testing.TB) (*webrtc.API, *benchUDPConn) {
+	t.Helper()
+	me := &webrtc.MediaEngine{}
+	if err := registerCodecs(me); err != nil {
+		t.Fatal(err)
+	}
+	reg := &interceptor.Registry{}
+	if err := webrtc.ConfigureRTCPReports(reg); err != nil {
+		t.Fatal(err)
+	}
+	if err := webrtc.ConfigureTWCCHeaderExtensionSender(me, reg); err != nil {
+		t.Fatal(err)
+	}
+	// TWCC feedback is built by benchTWCC, not by pion's interceptor.
+	me.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, webrtc.RTPCodecTypeVideo)
+	me.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, webrtc.RTPCodecTypeAudio)
+	se := webrtc.SettingEngine{LoggerFactory: pionLogs{slog.New(slog.NewTextHandler(io.Discard, nil))}}
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	// One socket for all the clients of this engine, read and written in
+	// batches (where supported); each client still has its own 5-tuple, since
+	// the server gives every connection a socket of its own.
+	udp, mux, err := newBenchUDPMux()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mux != nil {
+		t.Cleanup(func() { _ = mux.Close() })
+		se.SetICEUDPMux(mux)
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se)), udp
+}
+
+// benchSender sends the media of every benchmark client from one goroutine:
+// per client, Opus-sized audio every 20 ms and a two-packet VP8-like frame
+// every 1/30 s (a keyframe when one was asked for), each client at its own
+// random phase, from packets built once. One goroutine on one timer, instead
+// of two tickers per client, keeps the harness's scheduling cost low; each
+// packet is still stamped just before it is written.
+type benchSender struct {
+	frameBytes int
+	udp        []*benchUDPConn // shared sockets corked during a pass
+
+	mu   sync.Mutex
+	srcs []*benchSource
+	wake chan struct{}
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+type benchSource struct {
+	c                                  *testClient
+	onSend                             func(kind string, ns int64)
+	nextAudio, nextVideo, nextFeedback time.Time
+	audio                              rtp.Packet
+	key, delta                         []rtp.Packet
+	vSeq                               uint16
+	vTS                                uint32
+}
+
+func newBenchSender(frameBytes int, udp ...*benchUDPConn) *benchSender {
+	s := &benchSender{
+		frameBytes: frameBytes, udp: udp,
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	go s.run()
+	return s
+}
+
+// add starts sending c's media; onSend counts each packet.
+func (s *benchSender) add(c *testClient, onSend func(kind string, ns int64)) {
+	now := time.Now()
+	src := &benchSource{
+		c:            c,
+		onSend:       onSend,
+		nextAudio:    now.Add(time.Duration(rand.Int64N(int64(20 * time.Millisecond)))),
+		nextVideo:    now.Add(time.Duration(rand.Int64N(int64(time.Second / 30)))),
+		nextFeedback: now.Add(time.Duration(rand.Int64N(int64(twccInterval)))),
+		audio:        rtp.Packet{Header: rtp.Header{Version: 2}, Payload: make([]byte, 80)},
+	}
+	src.audio.Payload[0] = 0xf8 // Opus TOC: CELT fullband 20 ms, one frame
+	for _, p := range vp8Frame(s.frameBytes, true) {
+		src.key = append(src.key, rtp.Packet{Header: rtp.Header{Version: 2, Marker: p.last}, Payload: p.payload})
+	}
+	for _, p := range vp8Frame(s.frameBytes, false) {
+		src.delta = append(src.delta, rtp.Packet{Header: rtp.Header{Version: 2, Marker: p.last}, Payload: p.payload})
+	}
+	c.keyframeWanted.Store(true)
+	s.mu.Lock()
+	s.srcs = append(s.srcs, src)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *benchSender) close() {
+	s.once.Do(func() { close(s.stop) })
+	<-s.done
+}
+
+func (s *benchSender) run() {
+	defer close(s.done)
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.wake:
+		case <-t.C:
+		}
+		s.mu.Lock()
+		srcs := s.srcs
+		s.mu.Unlock()
+		now := time.Now()
+		next := now.Add(time.Second)
+		for _, c := range s.udp {
+			if c != nil {
+				c.cork()
+			}
+		}
+		for _, src := range srcs {
+			for !src.nextAudio.After(now) {
+				src.sendAudio()
+				src.nextAudio = src.nextAudio.Add(20 * time.Millisecond)
+			}
+			for !src.nextVideo.After(now) {
+				src.sendVideo()
+				src.nextVideo = src.nextVideo.Add(time.Second / 30)
+			}
+			if tw := src.c.twcc; tw != nil {
+				if !src.nextFeedback.After(now) {
+					if pkts := tw.feedback(); len(pkts) > 0 {
+						_ = src.c.pc.WriteRTCP(pkts)
+					}
+					src.nextFeedback = now.Add(twccInterval)
+				}
+				next = minTime(next, src.nextFeedback)
+			}
+			next = minTime(next, minTime(src.nextAudio, src.nextVideo))
+		}
+		for _, c := range s.udp {
+			if c != nil {
+				c.uncork()
+			}
+		}
+		t.Reset(max(time.Until(next), time.Millisecond/2))
+	}
+}
+
+// twccInterval is how often a benchmark client sends TWCC feedback (pion's
+// default, and about what browsers do).
+const twccInterval = 100 * time.Millisecond
+
+// transportCCURI is the transport-wide sequence number header extension.
+const transportCCURI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+
+// benchTWCC builds a benchmark client's TWCC feedback from the arrivals its
+// track readers record: the feedback pion's TWCC interceptor would send, without
+// that interceptor's hand-off of every packet to a goroutine of its own.
+type benchTWCC struct {
+	mu    sync.Mutex
+	rec   *twcc.Recorder
+	start time.Time
+}
+
+func newBenchTWCC() *benchTWCC {
+	return &benchTWCC{rec: twcc.NewRecorder(rand.Uint32()), start: time.Now()}
+}
+
+func (b *benchTWCC) record(ssrc uint32, seq uint16, at time.Time) {
+	b.mu.Lock()
+	b.rec.Record(ssrc, seq, at.Sub(b.start).Microseconds())
+	b.mu.Unlock()
+}
+
+func (b *benchTWCC) feedback() []rtcp.Packet {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.rec.BuildFeedbackPacket()
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func (src *benchSource) sendAudio() {
+	p := &src.audio
+	src.onSend("audio", src.c.stamp(p.Payload))
+	_ = src.c.audio.WriteRTP(p)
+	p.SequenceNumber++
+	p.Timestamp += 960
+}
+
+func (src *benchSource) sendVideo() {
+	frame := src.delta
+	if src.c.keyframeWanted.Swap(false) {
+		frame = src.key
+	}
+	for i := range frame {
+		p := &frame[i]
+		p.SequenceNumber, p.Timestamp = src.vSeq, src.vTS
+		src.onSend("video", src.c.stamp(p.Payload))
+		_ = src.c.video.WriteRTP(p)
+		src.vSeq++
+	}
+	src.vTS += 3000
 }
 
 func lossPct(expected, received int64) float64 {
@@ -253,9 +541,9 @@ func lossPct(expected, received int64) float64 {
 	return math.Max(0, 100*(1-float64(received)/float64(expected)))
 }
 
-// newBenchPC makes a client peer connection with the server's engine settings.
-func newBenchPC(t *testing.T) *webrtc.PeerConnection {
-	pc, err := newClientAPI(t, false).NewPeerConnection(webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle})
+// newBenchPC makes a client peer connection from the benchmark clients' engine.
+func newBenchPC(t *testing.T, api *webrtc.API) *webrtc.PeerConnection {
+	pc, err := api.NewPeerConnection(webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,23 +642,42 @@ func (m *benchMeter) allFlowing(clients []*testClient) bool {
 	return m.flowing.Load() > 0
 }
 
-// measure opens a window, waits, closes it, lets packets in flight arrive and
-// returns the counts. fanout is how many receivers each sent packet has.
-func (m *benchMeter) measure(window time.Duration, fanout int64, serverPID int) benchResult {
-	for _, c := range []*atomic.Int64{&m.videoSent, &m.audioSent, &m.videoBytes, &m.videoRecv, &m.audioRecv} {
-		c.Store(0)
+// measure opens a window on main (and pair, if not nil), waits, closes it,
+// lets packets in flight arrive and returns main's counts, with pair's delays.
+// fanout is how many receivers each packet main counts as sent has. With
+// QINBA_SFU_BENCH_PROFILE_DIR set, both processes write a CPU profile of the
+// window (server-<label>.prof, clients-<label>.prof).
+func measure(window time.Duration, serverPID int, label string, main *benchMeter, fanout int64, pair *benchMeter) benchResult {
+	meters := []*benchMeter{main}
+	if pair != nil {
+		meters = append(meters, pair)
 	}
-	m.videoHist.reset()
-	m.audioHist.reset()
+	for _, m := range meters {
+		m.reset()
+	}
 	cpu0s, cpu0c, t0 := procCPU(serverPID), procCPU(os.Getpid()), time.Now()
-	m.to.Store(0)
-	m.from.Store(t0.UnixNano())
+	for _, m := range meters {
+		m.to.Store(0)
+		m.from.Store(t0.UnixNano())
+	}
+	var stopProfile func()
+	if os.Getenv("QINBA_SFU_BENCH_PROFILE_DIR") != "" {
+		fmt.Printf("PROFILE start %s\n", label) // the server profiles the same window
+		stopProfile = startBenchProfile(nil, "clients-"+label)
+	}
 	time.Sleep(window)
 	t1 := time.Now()
-	m.to.Store(t1.UnixNano())
+	for _, m := range meters {
+		m.to.Store(t1.UnixNano())
+	}
 	cpu1s, cpu1c := procCPU(serverPID), procCPU(os.Getpid())
+	if stopProfile != nil {
+		fmt.Println("PROFILE stop")
+		stopProfile()
+	}
 	time.Sleep(time.Second) // packets stamped before t1 still in flight
 	secs := t1.Sub(t0).Seconds()
+	m := main
 	r := benchResult{
 		Seconds:       secs,
 		VideoSent:     m.videoSent.Load(),
@@ -391,6 +698,11 @@ func (m *benchMeter) measure(window time.Duration, fanout int64, serverPID int) 
 	if r.ForwardedPerSec > 0 {
 		r.ServerUsPerPkt = (cpu1s - cpu0s) / secs / r.ForwardedPerSec * 1e6
 	}
+	if pair != nil {
+		r.PairVideoP50ms = pair.videoHist.quantile(0.50)
+		r.PairVideoP99ms = pair.videoHist.quantile(0.99)
+		r.PairLossPct = lossPct(pair.videoSent.Load()+pair.audioSent.Load(), pair.videoRecv.Load()+pair.audioRecv.Load())
+	}
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		r.LoadAvg = strings.Join(strings.Fields(string(b))[:3], " ")
 	}
@@ -398,6 +710,37 @@ func (m *benchMeter) measure(window time.Duration, fanout int64, serverPID int) 
 		r.VideoKbps = float64(m.videoBytes.Load()) * 8 / 1000 / secs / pubs
 	}
 	return r
+}
+
+func (m *benchMeter) reset() {
+	for _, c := range []*atomic.Int64{&m.videoSent, &m.audioSent, &m.videoBytes, &m.videoRecv, &m.audioRecv} {
+		c.Store(0)
+	}
+	m.videoHist.reset()
+	m.audioHist.reset()
+}
+
+// startBenchProfile starts a CPU profile in QINBA_SFU_BENCH_PROFILE_DIR and
+// returns the function that ends it.
+func startBenchProfile(t *testing.T, name string) func() {
+	f, err := os.Create(filepath.Join(os.Getenv("QINBA_SFU_BENCH_PROFILE_DIR"), name+".prof"))
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		if t != nil {
+			t.Logf("cpu profile: %v", err)
+		}
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+		if h, err := os.Create(filepath.Join(os.Getenv("QINBA_SFU_BENCH_PROFILE_DIR"), name+".heap")); err == nil {
+			_ = pprof.Lookup("heap").WriteTo(h, 0)
+			_ = h.Close()
+		}
+	}
 }
 
 // procCPU returns the user+system CPU seconds of a process from /proc.

@@ -268,6 +268,8 @@ type clientOpts struct {
 	subprotocol bool // pass the token as a subprotocol instead of ?token=
 	onPacket    func(from, kind string, sendNs int64, now time.Time)
 	onSend      func(kind string, sendNs int64)
+	api         *webrtc.API // the client's engine; newClientAPI(noReports) if nil
+	twcc        bool        // record arrivals for benchTWCC feedback (benchmark clients)
 }
 
 // testClient is a pion participant speaking the signalling protocol.
@@ -285,6 +287,7 @@ type testClient struct {
 	audio, video             *webrtc.TrackLocalStaticRTP
 	audioSender, videoSender *webrtc.RTPSender
 	keyframeWanted           atomic.Bool
+	twcc                     *benchTWCC // nil unless opts.twcc
 	stopMedia                chan struct{}
 	mediaOnce                sync.Once
 	index                    atomic.Uint64
@@ -329,7 +332,10 @@ func (b *testBundle) connect(t testing.TB, consultID, user string, opts clientOp
 
 func (b *testBundle) connectWithToken(t testing.TB, consultID, user, token string, opts clientOpts) *testClient {
 	t.Helper()
-	api := newClientAPI(t, opts.noReports)
+	api := opts.api
+	if api == nil {
+		api = newClientAPI(t, opts.noReports)
+	}
 	conf := webrtc.Configuration{BundlePolicy: webrtc.BundlePolicyMaxBundle}
 	for _, s := range opts.iceServers {
 		conf.ICEServers = append(conf.ICEServers, webrtc.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
@@ -353,6 +359,9 @@ func newTestClient(t testing.TB, user string, pc *webrtc.PeerConnection, opts cl
 		t: t, user: user, pc: pc, opts: opts, ctx: ctx, cancel: cancel,
 		change: make(chan struct{}), recv: map[string]*recvStats{}, stopMedia: make(chan struct{}),
 	}
+	if opts.twcc {
+		c.twcc = newBenchTWCC()
+	}
 	var err error
 	c.audio, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", user)
 	if err != nil {
@@ -372,8 +381,8 @@ func newTestClient(t testing.TB, user string, pc *webrtc.PeerConnection, opts cl
 		s := s
 		c.go_(func() { c.readSenderRTCP(s) })
 	}
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		c.go_(func() { c.readTrack(tr) })
+	pc.OnTrack(func(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
+		c.go_(func() { c.readTrack(tr, rcv) })
 	})
 	t.Cleanup(c.close)
 	return c
@@ -580,7 +589,7 @@ func (c *testClient) msgCount() int {
 	return len(c.msgs)
 }
 
-func (c *testClient) readTrack(tr *webrtc.TrackRemote) {
+func (c *testClient) readTrack(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) {
 	key := tr.StreamID() + "/" + tr.Kind().String()
 	from := tr.StreamID()
 	kind := tr.Kind().String()
@@ -590,6 +599,14 @@ func (c *testClient) readTrack(tr *webrtc.TrackRemote) {
 		}
 		c.recv[key].ssrc = uint32(tr.SSRC())
 	})
+	var twccID uint8
+	if rcv != nil {
+		for _, e := range rcv.GetParameters().HeaderExtensions {
+			if e.URI == transportCCURI {
+				twccID = uint8(e.ID)
+			}
+		}
+	}
 	buf := make([]byte, 1500)
 	var p rtp.Packet
 	first := true
@@ -608,20 +625,30 @@ func (c *testClient) readTrack(tr *webrtc.TrackRemote) {
 			})
 			return
 		}
+		if c.opts.onPacket != nil {
+			// Benchmark clients only read the trailer (the packets carry no
+			// padding) and the transport-wide sequence number.
+			now := time.Now()
+			if n >= 12+trailerLen {
+				c.opts.onPacket(from, kind, int64(binary.BigEndian.Uint64(buf[n-trailerLen:n])), now)
+			}
+			if c.twcc != nil && twccID != 0 {
+				var tcc rtp.TransportCCExtension
+				if _, err := p.Header.Unmarshal(buf[:n]); err == nil {
+					if ext := p.Header.GetExtension(twccID); ext != nil && tcc.Unmarshal(ext) == nil {
+						c.twcc.record(uint32(tr.SSRC()), tcc.TransportSequence, now)
+					}
+				}
+			}
+			continue
+		}
 		if p.Unmarshal(buf[:n]) != nil {
 			continue
 		}
 		now := time.Now()
-		var sendNs int64
 		var idx uint64
 		if len(p.Payload) >= trailerLen {
-			tail := p.Payload[len(p.Payload)-trailerLen:]
-			sendNs = int64(binary.BigEndian.Uint64(tail))
-			idx = binary.BigEndian.Uint64(tail[8:])
-		}
-		if c.opts.onPacket != nil {
-			c.opts.onPacket(from, kind, sendNs, now)
-			continue // benchmark clients keep no per-packet state under the lock
+			idx = binary.BigEndian.Uint64(p.Payload[len(p.Payload)-trailerLen+8:])
 		}
 		key0 := tr.Kind() == webrtc.RTPCodecTypeVideo && isVP8Keyframe(p.Payload)
 		// Like a browser's decoder: video without a keyframe yet asks for one.

@@ -84,23 +84,8 @@ func NewMedia(cfg MediaConfig) (*Media, error) {
 	logs := pionLogs{cfg.Logger}
 
 	me := &webrtc.MediaEngine{}
-	videoFB := []webrtc.RTCPFeedback{{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}}
-	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
-		RTPCodecCapability: webrtc.RTPCodecCapability{
-			MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
-			SDPFmtpLine: "minptime=10;useinbandfec=1",
-		},
-		PayloadType: payloadTypeOpus,
-	}, webrtc.RTPCodecTypeAudio); err != nil {
-		return nil, fmt.Errorf("consult: register opus: %w", err)
-	}
-	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
-		RTPCodecCapability: webrtc.RTPCodecCapability{
-			MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: videoFB,
-		},
-		PayloadType: payloadTypeVP8,
-	}, webrtc.RTPCodecTypeVideo); err != nil {
-		return nil, fmt.Errorf("consult: register vp8: %w", err)
+	if err := registerCodecs(me); err != nil {
+		return nil, err
 	}
 
 	reg := &interceptor.Registry{}
@@ -164,6 +149,30 @@ func NewMedia(cfg MediaConfig) (*Media, error) {
 		cfg: cfg,
 		api: webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se)),
 	}, nil
+}
+
+// registerCodecs registers the codecs the server offers: Opus and VP8 (with
+// REMB and FIR feedback; the interceptors add NACK, PLI and TWCC).
+func registerCodecs(me *webrtc.MediaEngine) error {
+	videoFB := []webrtc.RTCPFeedback{{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}}
+	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
+			SDPFmtpLine: "minptime=10;useinbandfec=1",
+		},
+		PayloadType: payloadTypeOpus,
+	}, webrtc.RTPCodecTypeAudio); err != nil {
+		return fmt.Errorf("consult: register opus: %w", err)
+	}
+	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: videoFB,
+		},
+		PayloadType: payloadTypeVP8,
+	}, webrtc.RTPCodecTypeVideo); err != nil {
+		return fmt.Errorf("consult: register vp8: %w", err)
+	}
+	return nil
 }
 
 // newPeerConnection makes a bundled, unified-plan peer connection.
@@ -437,6 +446,7 @@ type downTrack struct {
 	// Owned by src.forward's goroutine.
 	forwarding, needKey, started  bool
 	seqOffset, lastSeq, resumeSeq uint16
+	hdr                           rtp.Header // reused for every packet written
 }
 
 // Bind is called by pion when the subscriber's sender starts.
@@ -500,15 +510,20 @@ func (d *downTrack) write(p *rtp.Packet) {
 			return // a late packet from before the restart point
 		}
 	}
-	h := p.Header
-	h.Extension, h.Extensions, h.ExtensionProfile = false, nil, 0 // ids are per connection
+	// The header is rebuilt in place: pion's writers do not keep it (the NACK
+	// buffer takes a copy), and keeping its extension slice's capacity spares an
+	// allocation when the TWCC interceptor adds its sequence number.
+	h := &d.hdr
+	ext := h.Extensions[:0]
+	*h = p.Header
+	h.Extension, h.Extensions, h.ExtensionProfile = false, ext, 0 // ids are per connection
 	h.SSRC, h.PayloadType = b.ssrc, b.pt
 	h.SequenceNumber = p.SequenceNumber + d.seqOffset
 	if !d.started || int16(h.SequenceNumber-d.lastSeq) > 0 {
 		d.lastSeq = h.SequenceNumber
 	}
 	d.started = true
-	_, _ = b.w.WriteRTP(&h, p.Payload)
+	_, _ = b.w.WriteRTP(h, p.Payload)
 }
 
 // readRTCP handles the subscriber's feedback on this track until its sender
@@ -517,11 +532,11 @@ func (d *downTrack) write(p *rtp.Packet) {
 func (d *downTrack) readRTCP(sender *webrtc.RTPSender) {
 	buf := make([]byte, 1500)
 	for {
-		n, _, err := sender.Read(buf)
+		n, attrs, err := sender.Read(buf)
 		if err != nil {
 			return
 		}
-		pkts, err := rtcp.Unmarshal(buf[:n])
+		pkts, err := attrs.GetRTCPPackets(buf[:n]) // parsed once, by the interceptors
 		if err != nil {
 			continue
 		}
