@@ -44,8 +44,15 @@ pgurl="${url%/*}/pgbench?sslmode=disable"
 : >"$out/settle-service.txt"
 ratios=()
 rounds=""
+# Each measurement starts from a checkpoint (no pending dirty pages, the
+# same full-page-write regime) and pgbench's dead rows are vacuumed after
+# it, so that neither run pays for the other's leftovers.
+checkpoint() { "$pgbin/psql" -X -q "$url" -c CHECKPOINT; }
 for round in 1 2 3; do
+  checkpoint
   "$pgbin/pgbench" -c 8 -j 2 -T 15 "$pgurl" 2>&1 | tee -a "$out/pgbench.txt" | grep -E '^(tps|latency average)'
+  "$pgbin/psql" -X -q "$pgurl" -c 'VACUUM (ANALYZE) pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history'
+  checkpoint
   tps=$(awk '/^tps = / {print int($3)}' "$out/pgbench.txt" | tail -1)
   go test -run '^$' -bench BenchmarkSettleService -benchtime 10000x -count 1 ./settlement | tee -a "$out/settle-service.txt" | grep '^Benchmark'
   sps=$(awk '/^BenchmarkSettleService/ {for (i=1;i<=NF;i++) if ($(i+1)=="settlements/s") print int($i)}' "$out/settle-service.txt" | tail -1)
