@@ -122,12 +122,17 @@ func (st *stored) check(ro *Roster) []RowError {
 
 // importPlan is what an import writes.
 type importPlan struct {
-	newHouseholds, changedHouseholds [][]any // id, village, category
-	newPersons                       []*Row  // ids drawn at write time
-	changedPersons                   [][]any // id, name, household, relation
+	newHouseholds, changedHouseholds []*RosterHousehold
+	newPersons                       []*Row // their ids are drawn when written
+	changedPersons                   []storedLine
 	// Enrolments of stored persons: missing for the year, or different.
-	newEnrolments, changedEnrolments [][]any // person id, insured
-	newInsured                       []bool  // of newPersons
+	newEnrolments, changedEnrolments []storedLine
+}
+
+// storedLine is a line of the file about a stored person.
+type storedLine struct {
+	id  int64
+	row *Row
 }
 
 // plan compares the file's households and lines (but the rejected
@@ -135,17 +140,17 @@ type importPlan struct {
 // the writes.
 func (st *stored) plan(ro *Roster, rejected map[string]bool, rep *Report) *importPlan {
 	pl := &importPlan{}
-	for _, h := range ro.Households {
+	for hi := range ro.Households {
+		h := &ro.Households[hi]
 		if rejected[h.ID] {
 			continue
 		}
-		row := []any{h.ID, h.VillageCode, string(h.Category)}
 		switch s, ok := st.households[h.ID]; {
 		case !ok:
-			pl.newHouseholds = append(pl.newHouseholds, row)
+			pl.newHouseholds = append(pl.newHouseholds, h)
 			rep.Households.Added++
 		case s.villageCode != h.VillageCode || s.category != string(h.Category):
-			pl.changedHouseholds = append(pl.changedHouseholds, row)
+			pl.changedHouseholds = append(pl.changedHouseholds, h)
 			rep.Households.Updated++
 		default:
 			rep.Households.Unchanged++
@@ -155,22 +160,21 @@ func (st *stored) plan(ro *Roster, rejected map[string]bool, rep *Report) *impor
 			p := st.persons[r.NationalID()]
 			if p == nil {
 				pl.newPersons = append(pl.newPersons, r)
-				pl.newInsured = append(pl.newInsured, r.Insured)
 				rep.Persons.Added++
 				continue
 			}
+			line := storedLine{id: p.id, row: r}
 			changed := p.name != r.Name() || p.householdID != r.HouseholdID() || p.relation != string(r.Relation())
 			if changed {
-				pl.changedPersons = append(pl.changedPersons, []any{p.id, r.Name(), r.HouseholdID(), string(r.Relation())})
+				pl.changedPersons = append(pl.changedPersons, line)
 			}
-			enrolChanged := p.insured == nil || *p.insured != r.Insured
 			switch {
 			case p.insured == nil:
-				pl.newEnrolments = append(pl.newEnrolments, []any{p.id, r.Insured})
+				pl.newEnrolments = append(pl.newEnrolments, line)
 			case *p.insured != r.Insured:
-				pl.changedEnrolments = append(pl.changedEnrolments, []any{p.id, r.Insured})
+				pl.changedEnrolments = append(pl.changedEnrolments, line)
 			}
-			if changed || enrolChanged {
+			if changed || p.insured == nil || *p.insured != r.Insured {
 				rep.Persons.Updated++
 			} else {
 				rep.Persons.Unchanged++
@@ -191,11 +195,6 @@ func write(ctx context.Context, tx pgx.Tx, pl *importPlan, year int, prog Progre
 	total := int64(len(pl.newHouseholds) + 2*len(pl.newPersons) + len(pl.newEnrolments))
 	prog.Phase("copy", total)
 	var done int64
-	tick := func() {
-		if done++; done%4096 == 0 {
-			prog.Set(done)
-		}
-	}
 	copyRows := func(table string, cols []string, n int, row func(i int) []any) error {
 		i := 0
 		_, err := tx.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromFunc(func() ([]any, error) {
@@ -203,7 +202,9 @@ func write(ctx context.Context, tx pgx.Tx, pl *importPlan, year int, prog Progre
 				return nil, nil
 			}
 			i++
-			tick()
+			if done++; done%4096 == 0 {
+				prog.Set(done)
+			}
 			return row(i - 1), nil
 		}))
 		if err != nil {
@@ -211,44 +212,48 @@ func write(ctx context.Context, tx pgx.Tx, pl *importPlan, year int, prog Progre
 		}
 		return nil
 	}
-	if err := copyRows("household", []string{"id", "village_code", "category"}, len(pl.newHouseholds),
-		func(i int) []any { return pl.newHouseholds[i] }); err != nil {
+	if err := copyRows("household", []string{"id", "village_code", "category"}, len(pl.newHouseholds), func(i int) []any {
+		h := pl.newHouseholds[i]
+		return []any{h.ID, h.VillageCode, string(h.Category)}
+	}); err != nil {
 		return err
 	}
-	if err := copyRows("person", []string{"id", "national_id", "name", "household_id", "relation"}, len(pl.newPersons),
-		func(i int) []any {
-			r := pl.newPersons[i]
-			return []any{ids[i], r.NationalID(), r.Name(), r.HouseholdID(), string(r.Relation())}
-		}); err != nil {
+	if err := copyRows("person", []string{"id", "national_id", "name", "household_id", "relation"}, len(pl.newPersons), func(i int) []any {
+		r := pl.newPersons[i]
+		return []any{ids[i], r.NationalID(), r.Name(), r.HouseholdID(), string(r.Relation())}
+	}); err != nil {
 		return err
 	}
-	if err := copyRows("person_insurance", []string{"person_id", "year", "insured"}, len(pl.newPersons)+len(pl.newEnrolments),
-		func(i int) []any {
-			if i < len(ids) {
-				return []any{ids[i], int32(year), pl.newInsured[i]}
-			}
-			e := pl.newEnrolments[i-len(ids)]
-			return []any{e[0], int32(year), e[1]}
-		}); err != nil {
+	year32 := int32(year)
+	if err := copyRows("person_insurance", []string{"person_id", "year", "insured"}, len(ids)+len(pl.newEnrolments), func(i int) []any {
+		if i < len(ids) {
+			return []any{ids[i], year32, pl.newPersons[i].Insured}
+		}
+		e := pl.newEnrolments[i-len(ids)]
+		return []any{e.id, year32, e.row.Insured}
+	}); err != nil {
 		return err
 	}
 	prog.Set(total)
 	prog.Done()
 
 	prog.Phase("write", 3)
-	if len(pl.changedHouseholds) > 0 {
-		id, village, category := columns3(pl.changedHouseholds)
+	if hs := pl.changedHouseholds; len(hs) > 0 {
+		id, village, category := make([]string, len(hs)), make([]string, len(hs)), make([]string, len(hs))
+		for i, h := range hs {
+			id[i], village[i], category[i] = h.ID, h.VillageCode, string(h.Category)
+		}
 		if _, err := tx.Exec(ctx, `UPDATE household h SET village_code = u.village_code, category = u.category, updated_at = now()
 			FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, village_code, category) WHERE h.id = u.id`, id, village, category); err != nil {
 			return fmt.Errorf("update households: %w", err)
 		}
 	}
 	prog.Set(1)
-	if len(pl.changedPersons) > 0 {
-		id := make([]int64, len(pl.changedPersons))
-		name, hh, rel := make([]string, len(id)), make([]string, len(id)), make([]string, len(id))
-		for i, r := range pl.changedPersons {
-			id[i], name[i], hh[i], rel[i] = r[0].(int64), r[1].(string), r[2].(string), r[3].(string)
+	if ps := pl.changedPersons; len(ps) > 0 {
+		id := make([]int64, len(ps))
+		name, hh, rel := make([]string, len(ps)), make([]string, len(ps)), make([]string, len(ps))
+		for i, p := range ps {
+			id[i], name[i], hh[i], rel[i] = p.id, p.row.Name(), p.row.HouseholdID(), string(p.row.Relation())
 		}
 		if _, err := tx.Exec(ctx, `UPDATE person p SET name = u.name, household_id = u.household_id, relation = u.relation, updated_at = now()
 			FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(id, name, household_id, relation) WHERE p.id = u.id`,
@@ -257,11 +262,10 @@ func write(ctx context.Context, tx pgx.Tx, pl *importPlan, year int, prog Progre
 		}
 	}
 	prog.Set(2)
-	if len(pl.changedEnrolments) > 0 {
-		id := make([]int64, len(pl.changedEnrolments))
-		insured := make([]bool, len(id))
-		for i, e := range pl.changedEnrolments {
-			id[i], insured[i] = e[0].(int64), e[1].(bool)
+	if es := pl.changedEnrolments; len(es) > 0 {
+		id, insured := make([]int64, len(es)), make([]bool, len(es))
+		for i, e := range es {
+			id[i], insured[i] = e.id, e.row.Insured
 		}
 		if _, err := tx.Exec(ctx, `UPDATE person_insurance i SET insured = u.insured, updated_at = now()
 			FROM unnest($1::bigint[], $2::boolean[]) AS u(person_id, insured) WHERE i.person_id = u.person_id AND i.year = $3`,
@@ -286,12 +290,4 @@ func drawPersonIDs(ctx context.Context, tx pgx.Tx, n int) ([]int64, error) {
 		return nil, fmt.Errorf("person ids: %d of %d (%v)", len(ids), n, err)
 	}
 	return ids, nil
-}
-
-func columns3(rows [][]any) (a, b, c []string) {
-	a, b, c = make([]string, len(rows)), make([]string, len(rows)), make([]string, len(rows))
-	for i, r := range rows {
-		a[i], b[i], c[i] = r[0].(string), r[1].(string), r[2].(string)
-	}
-	return a, b, c
 }
