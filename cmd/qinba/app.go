@@ -54,6 +54,9 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		return errors.New("--shutdown-timeout must be positive")
 	}
+	if err := c.Consult.Validate(); err != nil {
+		return err
+	}
 	return nil
 }
 

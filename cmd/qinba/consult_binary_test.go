@@ -43,7 +43,20 @@ func TestBinaryConsultOverTURNWithRecording(t *testing.T) {
 	doc := api.loginAs(t, "demo.county", demoPassword)
 	ctx := context.Background()
 
-	person := demoPatient(t, dbURL, "V420626-001")
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var person int64
+	if err := conn.QueryRow(ctx, `SELECT p.id FROM person p JOIN household h ON h.id = p.household_id
+		WHERE h.village_code = 'V420626-001' ORDER BY p.id LIMIT 1`).Scan(&person); err != nil {
+		t.Fatal(err)
+	}
+	var dUserID int64
+	if err := conn.QueryRow(ctx, `SELECT id FROM app_user WHERE username = 'demo.county'`).Scan(&dUserID); err != nil {
+		t.Fatal(err)
+	}
 	call := func(method, path, tok string, body any, want int) []byte {
 		t.Helper()
 		st, b, err := api.call(ctx, method, path, tok, nil, body)
@@ -110,10 +123,8 @@ func TestBinaryConsultOverTURNWithRecording(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i, r := range recs.Recordings {
-			if r.Kind == "video" && !r.EndedAt.IsZero() && r.Size > 0 && r.UserID != nil {
-				if owner, err := userName(t, dbURL, *r.UserID); err == nil && owner == dTok.UserID {
-					video = &recs.Recordings[i]
-				}
+			if r.Kind == "video" && !r.EndedAt.IsZero() && r.Size > 0 && r.UserID != nil && *r.UserID == dUserID {
+				video = &recs.Recordings[i]
 			}
 		}
 		if video == nil && time.Now().After(deadline) {
@@ -139,33 +150,6 @@ func freeUDPPort(t *testing.T) int {
 	}
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
-// demoPatient returns a person of the demo roster living in village.
-func demoPatient(t *testing.T, dbURL, village string) int64 {
-	t.Helper()
-	conn, err := pgx.Connect(context.Background(), dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	var id int64
-	if err := conn.QueryRow(context.Background(), `SELECT p.id FROM person p JOIN household h ON h.id = p.household_id
-		WHERE h.village_code = $1 ORDER BY p.id LIMIT 1`, village).Scan(&id); err != nil {
-		t.Fatal(err)
-	}
-	return id
-}
-
-func userName(t *testing.T, dbURL string, id int64) (string, error) {
-	conn, err := pgx.Connect(context.Background(), dbURL)
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close(context.Background())
-	var name string
-	err = conn.QueryRow(context.Background(), `SELECT username FROM app_user WHERE id = $1`, id).Scan(&name)
-	return name, err
 }
 
 // ivfFrames checks an IVF file's header (VP8) and counts its frames.

@@ -19,60 +19,18 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/qinba/qinba/auth"
-	"github.com/qinba/qinba/facility"
-	"github.com/qinba/qinba/internal/db"
-	"github.com/qinba/qinba/internal/dbtest"
 )
 
 // newLoggedTestServer is newTestServer with the server's log written to a
 // buffer the test can read.
 func newLoggedTestServer(t *testing.T) (*testServer, *syncBuffer) {
 	t.Helper()
-	ctx := context.Background()
-	url := dbtest.NewURL(t)
-	owner, err := db.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(owner.Close)
-	pool, err := db.Open(ctx, dbtest.AppURL(url))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	for _, csv := range [][]byte{facility.DemoCSV, []byte(otherRegionCSV)} {
-		if _, err := facility.Import(ctx, owner, bytes.NewReader(csv)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	logs := &syncBuffer{}
-	cfg := Config{Addr: "127.0.0.1:0", BodyLimit: "12M", ShutdownTimeout: 10 * time.Second, VarDir: t.TempDir(), Issuer: "qinba-test"}
-	app, err := NewApp(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := app.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- app.Run(runCtx) }()
-	ts := &testServer{URL: "http://" + app.Addr(), Pool: pool, Owner: owner, DBURL: url, App: app,
-		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{}}}
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
-		ts.client.CloseIdleConnections()
-	})
-	ts.password, ts.hash = sharedPassword()
-	return ts, logs
+	return newTestServerLog(t, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))), logs
 }
 
 // rowCounts counts the rows of every table but the append-only logs that a

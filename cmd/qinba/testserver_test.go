@@ -97,6 +97,16 @@ func bearer(raw string) token { return token{Access: raw} }
 // QINBA_TEST_LOG=1 to see the server's log on stderr.
 func newTestServer(t *testing.T) *testServer {
 	t.Helper()
+	var logw io.Writer = io.Discard
+	if os.Getenv("QINBA_TEST_LOG") != "" {
+		logw = os.Stderr
+	}
+	return newTestServerLog(t, slog.New(slog.NewTextHandler(logw, nil)))
+}
+
+// newTestServerLog is newTestServer with the server logging to log.
+func newTestServerLog(t *testing.T, log *slog.Logger) *testServer {
+	t.Helper()
 	ctx := context.Background()
 	url := dbtest.NewURL(t)
 	owner, err := db.Open(ctx, url)
@@ -114,14 +124,10 @@ func newTestServer(t *testing.T) *testServer {
 			t.Fatal(err)
 		}
 	}
-	var logw io.Writer = io.Discard
-	if os.Getenv("QINBA_TEST_LOG") != "" {
-		logw = os.Stderr
-	}
 	cfg := Config{Addr: "127.0.0.1:0", BodyLimit: "12M", ShutdownTimeout: 10 * time.Second, VarDir: t.TempDir(), Issuer: "qinba-test"}
 	// The tests' peers are on this host: loopback candidates only.
 	cfg.Consult = ConsultConfig{MediaLoopback: true, RecordDir: filepath.Join(cfg.VarDir, "recordings")}
-	app, err := NewApp(cfg, slog.New(slog.NewTextHandler(logw, nil)), pool)
+	app, err := NewApp(cfg, log, pool)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,8 +39,8 @@ type ConsultConfig struct {
 
 // RegisterFlags registers the consult flags on fs, with environment
 // fallbacks read through env. The returned function resolves what depends
-// on the other flags (the secret file, the var dir) and checks the whole;
-// serve calls it before it starts.
+// on the other flags (the secret file, the var dir); serve calls it before
+// NewApp, which checks the whole (Config.Validate).
 func (c *ConsultConfig) RegisterFlags(fs *flag.FlagSet, env *Env) func(varDir string) error {
 	fs.StringVar(&c.TURNAddr, "turn-addr", env.Getenv("QINBA_TURN_ADDR"),
 		"listen address (UDP and TCP) of the embedded TURN server, e.g. 0.0.0.0:3478; empty: no TURN (env QINBA_TURN_ADDR)")
@@ -69,7 +69,7 @@ func (c *ConsultConfig) RegisterFlags(fs *flag.FlagSet, env *Env) func(varDir st
 		default:
 			c.RecordDir = dir
 		}
-		return c.Validate()
+		return nil
 	}
 }
 
@@ -98,12 +98,9 @@ func init() {
 		if a.Auth == nil {
 			return errors.New("consults need the auth service (mount auth first)")
 		}
-		env := a.Config.Consult
-		if err := env.Validate(); err != nil {
-			return err
-		}
-		if env.RecordDir != "" {
-			if err := os.MkdirAll(env.RecordDir, 0o700); err != nil {
+		cc := a.Config.Consult // checked by Config.Validate
+		if cc.RecordDir != "" {
+			if err := os.MkdirAll(cc.RecordDir, 0o700); err != nil {
 				return fmt.Errorf("recordings dir: %w", err)
 			}
 		}
@@ -122,9 +119,9 @@ func init() {
 		if err != nil {
 			return err
 		}
-		mc := consult.MediaConfig{LoopbackOnly: env.MediaLoopback, Logger: a.Log}
-		if env.PublicIP != "" {
-			mc.NAT1To1IPs = []string{env.PublicIP}
+		mc := consult.MediaConfig{LoopbackOnly: cc.MediaLoopback, Logger: a.Log}
+		if cc.PublicIP != "" {
+			mc.NAT1To1IPs = []string{cc.PublicIP}
 		}
 		media, err := consult.NewMedia(mc)
 		if err != nil {
@@ -134,15 +131,15 @@ func init() {
 		if err != nil {
 			return err
 		}
-		sfu, err := consult.NewSFU(consult.SFUConfig{Media: media, Tokens: tokens, RecordDir: env.RecordDir, Hooks: svc.Hooks(), Logger: a.Log})
+		sfu, err := consult.NewSFU(consult.SFUConfig{Media: media, Tokens: tokens, RecordDir: cc.RecordDir, Hooks: svc.Hooks(), Logger: a.Log})
 		if err != nil {
 			return err
 		}
 		a.OnClose(sfu.Close)
 		svc.SetRooms(sfu)
-		hc := consult.HandlerConfig{Service: svc, Tokens: tokens, RecordDir: env.RecordDir}
-		if env.TURNAddr != "" {
-			turn, err := newTURN(a, env)
+		hc := consult.HandlerConfig{Service: svc, Tokens: tokens, RecordDir: cc.RecordDir}
+		if cc.TURNAddr != "" {
+			turn, err := newTURN(a, cc)
 			if err != nil {
 				return err
 			}
@@ -156,12 +153,12 @@ func init() {
 	}})
 }
 
-func newTURN(a *App, env ConsultConfig) (*consult.TURNServer, error) {
-	public := env.PublicIP
+func newTURN(a *App, cc ConsultConfig) (*consult.TURNServer, error) {
+	public := cc.PublicIP
 	if public == "" {
-		public, _, _ = net.SplitHostPort(env.TURNAddr) // checked by Validate
+		public, _, _ = net.SplitHostPort(cc.TURNAddr) // checked by Validate
 	}
-	turn, err := consult.NewTURNServer(consult.TURNConfig{UDPAddr: env.TURNAddr, PublicIP: public, Secret: []byte(env.TURNSecret),
+	turn, err := consult.NewTURNServer(consult.TURNConfig{UDPAddr: cc.TURNAddr, PublicIP: public, Secret: []byte(cc.TURNSecret),
 		// Relay only to the media server itself.
 		PeerIPs: []string{public}, Logger: a.Log})
 	if err != nil {

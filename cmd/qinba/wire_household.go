@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -192,8 +193,9 @@ const demoHouseholds = 600
 
 // demoRoster is the demo roster: demoHouseholds households, the demo
 // village doctor's village with about 60 of them (the others 2 each), so
-// that the demo has patients to find. The same every time.
-func demoRoster() []byte {
+// that the demo has patients to find. The same every time (made once; the
+// households and settlements seed steps both load it).
+var demoRoster = sync.OnceValue(func() []byte {
 	villages := demoVillages()
 	for range 30 {
 		villages = append(villages, "V420626-001")
@@ -203,7 +205,7 @@ func demoRoster() []byte {
 		panic("demo roster: " + err.Error())
 	}
 	return buf.Bytes()
-}
+})
 
 // demoVillages lists the village codes of the demo county.
 func demoVillages() []string {
