@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	pgxdecimal "github.com/jackc/pgx-shopspring-decimal"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/shopspring/decimal"
@@ -363,10 +364,20 @@ const accCols = `a.admissions, a.outpatient_paid, a.basic_paid, a.critical_base,
 
 func scanAcc(row pgx.Row) (Accumulators, error) {
 	var a Accumulators
-	err := row.Scan(&a.Admissions, &a.OutpatientPaid, &a.BasicPaid, &a.CriticalBase, &a.CriticalPaid, &a.AssistancePaid,
-		&a.SupplementaryPaid, &a.BackstopPaid, &a.PatientInPolicy)
+	err := row.Scan(a.dest()...)
 	return a, err
 }
+
+// dest is where a row of accCols scans to. The amounts scan as
+// pgxdecimal.Decimal (the same type): pgx decodes a binary numeric straight
+// into it, while a *decimal.Decimal, being an sql.Scanner, would be handed
+// the number formatted as text and parse it back.
+func (a *Accumulators) dest() []any {
+	return []any{&a.Admissions, pgDec(&a.OutpatientPaid), pgDec(&a.BasicPaid), pgDec(&a.CriticalBase), pgDec(&a.CriticalPaid),
+		pgDec(&a.AssistancePaid), pgDec(&a.SupplementaryPaid), pgDec(&a.BackstopPaid), pgDec(&a.PatientInPolicy)}
+}
+
+func pgDec(d *decimal.Decimal) *pgxdecimal.Decimal { return (*pgxdecimal.Decimal)(d) }
 
 // priorDeductibleSQL finds, for a bill referred up, the deductible borne in
 // the referring stay: the latest settled, not reversed, inpatient stay of
@@ -482,6 +493,7 @@ type settlementRow struct {
 	CreatedBy   any
 	CreatedAt   time.Time
 	Idem        *idemKey     // the request's key, stored with the row (nil: none)
+	Audit       []any        // the audit_log row written with it (auth.Entry.Row; nil: none)
 	Acc         Accumulators // the person-year's accumulators after this row
 	BillStatus  string       // the bill's status after this row
 	BillCurrent int64        // the bill's settlement in force after this row (0: none)
@@ -489,8 +501,8 @@ type settlementRow struct {
 }
 
 // queueInsert queues the one statement that writes a settlement: the row,
-// its journal entry and lines, the person-year's accumulators and the
-// bill's status.
+// its journal entry and lines, the person-year's accumulators, the bill's
+// status, and (when set) the idempotency record and the audit entry.
 func (r *settlementRow) queueInsert(b *pgx.Batch) {
 	var a args
 	res := r.Result
@@ -517,11 +529,14 @@ func (r *settlementRow) queueInsert(b *pgx.Batch) {
 		a.add(d.Admissions), a.add(d.OutpatientPaid), a.add(d.BasicPaid), a.add(d.CriticalBase), a.add(d.CriticalPaid),
 		a.add(d.AssistancePaid), a.add(d.SupplementaryPaid), a.add(d.BackstopPaid), a.add(d.PatientInPolicy),
 		a.add(input), a.add(r.ResultJSON), a.add(r.CreatedBy), createdAt}
+	// Amounts go as decimals, not strings: pgx sends a decimal as a binary
+	// numeric, while a string for a numeric[] parameter first fails the
+	// binary encoding (building an error) and is then sent as text.
 	accounts := make([]string, len(r.Journal))
-	debits := make([]string, len(r.Journal))
-	credits := make([]string, len(r.Journal))
+	debits := make([]decimal.Decimal, len(r.Journal))
+	credits := make([]decimal.Decimal, len(r.Journal))
 	for i, l := range r.Journal {
-		accounts[i], debits[i], credits[i] = l.Account, l.Debit.StringFixed(2), l.Credit.StringFixed(2)
+		accounts[i], debits[i], credits[i] = l.Account, l.Debit, l.Credit
 	}
 	memo := r.memo()
 	acc := r.Acc
@@ -545,7 +560,7 @@ func (r *settlementRow) queueInsert(b *pgx.Batch) {
 		SELECT ` + id + `, x.n::smallint, x.account, x.debit, x.credit
 		FROM unnest(` + a.add(accounts) + `::text[], ` + a.add(debits) + `::numeric[], ` + a.add(credits) + `::numeric[])
 			WITH ORDINALITY AS x(account, debit, credit, n)),
-` + r.idemCTE(&a, id) + `
+` + r.idemCTE(&a, id) + r.auditCTE(&a) + `
 	a AS (
 		UPDATE accumulator SET admissions = ` + a.add(acc.Admissions) + `, outpatient_paid = ` + a.add(acc.OutpatientPaid) +
 		`, basic_paid = ` + a.add(acc.BasicPaid) + `, critical_base = ` + a.add(acc.CriticalBase) +
@@ -568,6 +583,20 @@ func (r *settlementRow) idemCTE(a *args, id string) string {
 	return `	k AS (
 		INSERT INTO settlement_idempotency (user_id, key, operation, target_id, request_sha256, settlement_id)
 		SELECT ` + a.add(k.user) + `, ` + a.add(k.key) + `, ` + a.add(k.op) + `, ` + a.add(k.target) + `, ` + a.add(k.hash) + `, id FROM s),`
+}
+
+// auditCTE is the part of the insert that writes its audit entry (""
+// without one).
+func (r *settlementRow) auditCTE(a *args) string {
+	if r.Audit == nil {
+		return ""
+	}
+	vals := make([]string, len(r.Audit))
+	for i, v := range r.Audit {
+		vals[i] = a.add(v)
+	}
+	return `	au AS (INSERT INTO audit_log (` + auth.AuditColumns + `) VALUES (` + joinComma(vals) + `)),
+`
 }
 
 // memo is the journal entry's text.
@@ -769,9 +798,8 @@ func (s *Service) settleTx(ctx context.Context, tx txConn, p *auth.Principal, bi
 		found = true
 		var classes, amounts []string
 		var idem idemRow
-		if err := br.QueryRow().Scan(&acc.Admissions, &acc.OutpatientPaid, &acc.BasicPaid, &acc.CriticalBase, &acc.CriticalPaid,
-			&acc.AssistancePaid, &acc.SupplementaryPaid, &acc.BackstopPaid, &acc.PatientInPolicy, &classes, &amounts,
-			&idem.op, &idem.target, &idem.hash, &idem.settlement, &cleared); err != nil {
+		if err := br.QueryRow().Scan(append(acc.dest(), &classes, &amounts,
+			&idem.op, &idem.target, &idem.hash, &idem.settlement, &cleared)...); err != nil {
 			return fmt.Errorf("accumulators: %w", err)
 		}
 		if k != nil {
@@ -837,17 +865,17 @@ func (s *Service) settleTx(ctx context.Context, tx txConn, p *auth.Principal, bi
 	if row.InputJSON, err = json.Marshal(snap); err != nil {
 		return nil, err
 	}
+	if audit {
+		if row.Audit, err = (auth.Entry{Action: "settle", RecordType: "bill", RecordID: strconv.FormatInt(billID, 10),
+			Facility: st.Facility, Username: s.actor(p), Detail: map[string]any{"settlement_id": id, "person_id": st.PersonID,
+				"total": FormatMoney(res.Total), "patient": FormatMoney(res.Patient), "policy": pol.ID()}}).Row(ctx); err != nil {
+			return nil, err
+		}
+	}
 	row.queueInsert(b)
 	out := &Settled{Settlement: row.view(), policy: sum}
 	if out.Body, err = out.Settlement.encode(); err != nil {
 		return nil, err
-	}
-	if audit {
-		if err := auth.Audit(ctx, queued{b}, auth.Entry{Action: "settle", RecordType: "bill", RecordID: strconv.FormatInt(billID, 10),
-			Facility: st.Facility, Username: s.actor(p), Detail: map[string]any{"settlement_id": id, "person_id": st.PersonID,
-				"total": FormatMoney(res.Total), "patient": FormatMoney(res.Patient), "policy": pol.ID()}}); err != nil {
-			return nil, err
-		}
 	}
 	if begin {
 		b.Queue("commit")
@@ -1053,15 +1081,15 @@ func (s *Service) reverseTx(ctx context.Context, tx pgx.Tx, p *auth.Principal, s
 		Category: origCategory, Insured: orig.Insured, Result: &rev, CreatedBy: userID(p), CreatedAt: s.now().Truncate(time.Microsecond), Acc: next,
 		BillStatus: StatusReversed, Journal: JournalLines(&rev), Idem: k}
 	row.ResultJSON = appendResultJSON(nil, &rev)
+	if row.Audit, err = (auth.Entry{Action: "reverse", RecordType: "settlement", RecordID: strconv.FormatInt(sid, 10),
+		Facility: orig.Facility, Username: s.actor(p), Detail: map[string]any{"bill_id": orig.BillID, "person_id": orig.PersonID,
+			"reversal_id": id, "reason": reason, "total": FormatMoney(res.Total)}}).Row(ctx); err != nil {
+		return nil, err
+	}
 	b = &pgx.Batch{}
 	row.queueInsert(b)
 	out := &Settled{Settlement: row.view()}
 	if out.Body, err = out.Settlement.encode(); err != nil {
-		return nil, err
-	}
-	if err := auth.Audit(ctx, queued{b}, auth.Entry{Action: "reverse", RecordType: "settlement", RecordID: strconv.FormatInt(sid, 10),
-		Facility: orig.Facility, Username: s.actor(p), Detail: map[string]any{"bill_id": orig.BillID, "person_id": orig.PersonID,
-			"reversal_id": id, "reason": reason, "total": FormatMoney(res.Total)}}); err != nil {
 		return nil, err
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {

@@ -592,8 +592,7 @@ func (s *Service) Estimate(ctx context.Context, p *auth.Principal, given *BillIn
 		facilityCode, personID = st.Facility, st.PersonID
 		var acc Accumulators
 		if _, err := readOptional(tx.QueryRow(ctx, `SELECT `+accCols+` FROM accumulator a WHERE a.person_id = $1 AND a.year = $2`,
-			st.PersonID, st.Date.Year()), &acc.Admissions, &acc.OutpatientPaid, &acc.BasicPaid, &acc.CriticalBase, &acc.CriticalPaid,
-			&acc.AssistancePaid, &acc.SupplementaryPaid, &acc.BackstopPaid, &acc.PatientInPolicy); err != nil {
+			st.PersonID, st.Date.Year()), acc.dest()...); err != nil {
 			return err
 		}
 		person, bill := engineInput(&st, lines, prior)
