@@ -241,10 +241,22 @@ type waveResult struct {
 	policyQueued bool
 }
 
-// settleWave settles bills of distinct persons; tx holds their bills and
-// facilities' clearing locks.
-func (s *Service) settleWave(ctx context.Context, tx pgx.Tx, ids []int64) (map[int64]waveResult, error) {
-	b := &pgx.Batch{}
+// waveData is what settling a set of bills reads (queueWaveReads, readWave).
+type waveData struct {
+	states  map[int64]billState
+	accs    map[personYear]Accumulators
+	lines   map[int64][]Line
+	priors  map[int64]decimal.Decimal
+	cleared map[string][]time.Time
+	newIDs  []int64 // one per bill, drawn while the accumulators are locked
+}
+
+// queueWaveReads queues what settling bills ids reads, set-wise: their
+// persons' accumulator rows made sure of and locked (in key order), the
+// bills' state, lines, referring stays' deductibles, the months already
+// cleared for their facilities, and a settlement id per bill. The caller
+// holds the bills' locks (and their facilities' clearing locks) already.
+func queueWaveReads(b *pgx.Batch, ids []int64) {
 	b.Queue(`INSERT INTO accumulator (person_id, year)
 		SELECT DISTINCT person_id, extract(year FROM bill_date)::int FROM bill WHERE id = ANY($1) ORDER BY 1, 2
 		ON CONFLICT DO NOTHING`, ids)
@@ -263,117 +275,106 @@ func (s *Service) settleWave(ctx context.Context, tx pgx.Tx, ids []int64) (map[i
 	b.Queue(`SELECT c.facility_code, c.period FROM clearing_facility c
 		WHERE c.facility_code IN (SELECT facility_code FROM bill WHERE id = ANY($1)) ORDER BY 1, 2`, ids)
 	b.Queue(`SELECT nextval('settlement_id_seq') FROM generate_series(1, $1) ORDER BY 1`, len(ids))
+}
 
-	type key struct {
-		person int64
-		year   int
+// readWave reads the results of queueWaveReads.
+func readWave(br pgx.BatchResults) (*waveData, error) {
+	w := &waveData{states: map[int64]billState{}, accs: map[personYear]Accumulators{}, lines: map[int64][]Line{},
+		priors: map[int64]decimal.Decimal{}, cleared: map[string][]time.Time{}}
+	if _, err := br.Exec(); err != nil {
+		return nil, err
 	}
-	var (
-		states  = map[int64]billState{}
-		accs    = map[key]Accumulators{}
-		lines   = map[int64][]Line{}
-		priors  = map[int64]decimal.Decimal{}
-		cleared = map[string][]time.Time{}
-		newIDs  []int64
-	)
-	err := func() error {
-		br := tx.SendBatch(ctx, b)
-		defer br.Close()
-		if _, err := br.Exec(); err != nil {
-			return err
-		}
-		rows, err := br.Query()
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			st, err := scanBillState(rows)
-			if err != nil {
-				rows.Close()
-				return err
-			}
-			states[st.ID] = st
-		}
-		if rows.Close(); rows.Err() != nil {
-			return rows.Err()
-		}
-		if rows, err = br.Query(); err != nil {
-			return err
-		}
-		for rows.Next() {
-			var k key
+	err := forEachRow(br, func(rows pgx.Rows) error {
+		st, err := scanBillState(rows)
+		w.states[st.ID] = st
+		return err
+	})
+	if err == nil {
+		err = forEachRow(br, func(rows pgx.Rows) error {
+			var k personYear
 			var a Accumulators
-			if err := rows.Scan(&k.person, &k.year, &a.Admissions, &a.OutpatientPaid, &a.BasicPaid, &a.CriticalBase, &a.CriticalPaid,
-				&a.AssistancePaid, &a.SupplementaryPaid, &a.BackstopPaid, &a.PatientInPolicy); err != nil {
-				rows.Close()
-				return err
-			}
-			accs[k] = a
-		}
-		if rows.Close(); rows.Err() != nil {
-			return rows.Err()
-		}
-		if rows, err = br.Query(); err != nil {
+			err := rows.Scan(append([]any{&k.person, &k.year}, a.dest()...)...)
+			w.accs[k] = a
 			return err
-		}
-		for rows.Next() {
+		})
+	}
+	if err == nil {
+		err = forEachRow(br, func(rows pgx.Rows) error {
 			var id int64
 			var class, amount string
 			if err := rows.Scan(&id, &class, &amount); err != nil {
-				rows.Close()
 				return err
 			}
 			amt, err := decimal.NewFromString(amount)
-			if err != nil {
-				rows.Close()
-				return err
-			}
-			lines[id] = append(lines[id], Line{Class: class, Amount: amt})
-		}
-		if rows.Close(); rows.Err() != nil {
-			return rows.Err()
-		}
-		if rows, err = br.Query(); err != nil {
+			w.lines[id] = append(w.lines[id], Line{Class: class, Amount: amt})
 			return err
-		}
-		for rows.Next() {
+		})
+	}
+	if err == nil {
+		err = forEachRow(br, func(rows pgx.Rows) error {
 			var id int64
 			var d *decimal.Decimal
 			if err := rows.Scan(&id, &d); err != nil {
-				rows.Close()
 				return err
 			}
 			if d != nil {
-				priors[id] = *d
+				w.priors[id] = *d
 			}
-		}
-		if rows.Close(); rows.Err() != nil {
-			return rows.Err()
-		}
-		if rows, err = br.Query(); err != nil {
-			return err
-		}
-		for rows.Next() {
+			return nil
+		})
+	}
+	if err == nil {
+		err = forEachRow(br, func(rows pgx.Rows) error {
 			var f string
 			var p time.Time
-			if err := rows.Scan(&f, &p); err != nil {
-				rows.Close()
-				return err
-			}
-			cleared[f] = append(cleared[f], p)
-		}
-		if rows.Close(); rows.Err() != nil {
-			return rows.Err()
-		}
-		if rows, err = br.Query(); err != nil {
+			err := rows.Scan(&f, &p)
+			w.cleared[f] = append(w.cleared[f], p)
 			return err
-		}
-		newIDs, err = pgx.CollectRows(rows, pgx.RowTo[int64])
-		return err
-	}()
+		})
+	}
+	if err == nil {
+		err = forEachRow(br, func(rows pgx.Rows) error {
+			var id int64
+			err := rows.Scan(&id)
+			w.newIDs = append(w.newIDs, id)
+			return err
+		})
+	}
 	if err != nil {
 		return nil, err
 	}
+	return w, nil
+}
+
+// forEachRow reads the next result of br row by row.
+func forEachRow(br pgx.BatchResults, fn func(pgx.Rows) error) error {
+	rows, err := br.Query()
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// settleWave settles bills of distinct persons; tx holds their bills and
+// facilities' clearing locks.
+func (s *Service) settleWave(ctx context.Context, tx pgx.Tx, ids []int64) (map[int64]waveResult, error) {
+	b := &pgx.Batch{}
+	queueWaveReads(b, ids)
+	br := tx.SendBatch(ctx, b)
+	w, err := readWave(br)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	states, accs, lines, priors, cleared, newIDs := w.states, w.accs, w.lines, w.priors, w.cleared, w.newIDs
 
 	out := make(map[int64]waveResult, len(ids))
 	now := s.now().Truncate(time.Microsecond)
@@ -389,7 +390,7 @@ func (s *Service) settleWave(ctx context.Context, tx pgx.Tx, ids []int64) (map[i
 			out[id] = waveResult{raced: true}
 			continue
 		}
-		acc := accs[key{st.PersonID, st.Date.Year()}]
+		acc := accs[personYear{st.PersonID, st.Date.Year()}]
 		person, bill := engineInput(&st, lines[id], priors[id])
 		pol, res, next, err := s.compute(st.Region, person, acc, bill)
 		if err != nil {

@@ -3,7 +3,6 @@ package settlement
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,7 +35,8 @@ type Service struct {
 	// (e.g. "cli"); default "system".
 	Actor string
 
-	stored sync.Map // [32]byte policy hash → stored in settlement_policy
+	stored sync.Map    // [32]byte policy hash → stored in settlement_policy
+	queue  settleQueue // settle requests waiting for a group (group.go)
 }
 
 // NewService returns the service on pool with the policies of reg.
@@ -658,44 +658,14 @@ func (s *Service) Settle(ctx context.Context, p *auth.Principal, billID int64, o
 	if err != nil {
 		return nil, err
 	}
-	var out *Settled
 	for attempt := 0; ; attempt++ {
-		out, err = s.settleOnConn(ctx, p, billID, opts.Version, k)
-		if attempt == 0 && keyRace(err) {
+		op := &settleOp{ctx: ctx, p: p, billID: billID, version: opts.Version, k: k}
+		s.settleGrouped(op)
+		if attempt == 0 && keyRace(op.err) {
 			continue
 		}
-		break
+		return op.out, op.err
 	}
-	if err != nil {
-		return nil, err
-	}
-	if !out.Replayed {
-		s.markStored(out)
-	}
-	return out, nil
-}
-
-// settleOnConn settles one bill in a transaction of its own, in two round
-// trips: BEGIN rides with the reads, COMMIT with the writes. Whatever goes
-// wrong (or a replay, which writes nothing) ends in a rollback.
-func (s *Service) settleOnConn(ctx context.Context, p *auth.Principal, billID int64, version int, k *idemKey) (*Settled, error) {
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Release()
-	out, err := s.settleTx(ctx, conn, p, billID, version, k, true, true)
-	if pc := conn.Conn().PgConn(); !pc.IsClosed() && pc.TxStatus() != 'I' {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		if _, rerr := conn.Exec(rctx, "rollback"); rerr != nil {
-			_ = conn.Conn().Close(rctx) // never hand an open transaction back to the pool
-		}
-		cancel()
-		if err == nil && !out.Replayed {
-			return nil, errors.New("settlement: transaction not committed")
-		}
-	}
-	return out, err
 }
 
 // noSeqScan keeps the statements of a settlement on their indexes (for
@@ -707,8 +677,8 @@ func (s *Service) settleOnConn(ctx context.Context, p *auth.Principal, billID in
 // lookup of a settlement is by key.
 const noSeqScan = "set_config('enable_seqscan', 'off', true) = 'off'"
 
-// txConn is what settleTx runs on: a transaction, or a connection on which
-// it opens and commits its own (begin set).
+// txConn is what a settle group (groupTx, which opens and commits its own
+// transaction) and a replay run on: a connection or a pool.
 type txConn interface {
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
@@ -720,170 +690,6 @@ func (s *Service) markStored(out *Settled) {
 	if out.policy != ([32]byte{}) {
 		s.stored.Store(out.policy, true)
 	}
-}
-
-// settleTx settles one bill on tx. audit says whether to write the
-// settle's audit entry (the batch run writes one per transaction). With
-// begin, tx is a connection: the reads start a transaction and the writes
-// commit it; the caller rolls back what is left open.
-func (s *Service) settleTx(ctx context.Context, tx txConn, p *auth.Principal, billID int64, version int, k *idemKey, audit, begin bool) (*Settled, error) {
-	// The reads, in one round trip. Their order is the locking order of
-	// everything that posts to the books: the facility's clearing lock
-	// (shared; a clearing run takes it exclusive), then the bill, then the
-	// person-year's accumulators. Each statement reads what it must only
-	// after the locks before it are held: the lines, the idempotency record
-	// and the months already cleared once the bill and the accumulators
-	// are locked; the referring stay and the next settlement id too. Then
-	// the writes, in a second round trip.
-	b := &pgx.Batch{}
-	if begin {
-		b.Queue("begin")
-	}
-	b.Queue(`INSERT INTO accumulator (person_id, year) SELECT person_id, extract(year FROM bill_date)::int FROM bill
-		WHERE id = $1 AND `+noSeqScan+` AND pg_advisory_xact_lock_shared($2, hashtext(facility_code)) IS NOT NULL
-		ON CONFLICT DO NOTHING`, billID, clearingLockClass)
-	b.Queue(`SELECT `+billStateCols+billStateFrom+` FOR UPDATE OF b`, billID)
-	var user int64
-	var key string
-	if k != nil {
-		user, key = k.user, k.key
-	}
-	b.Queue(`SELECT `+accCols+`,
-			(SELECT array_agg(l.class ORDER BY l.line_no) FROM bill_line l WHERE l.bill_id = $1),
-			(SELECT array_agg(l.amount::text ORDER BY l.line_no) FROM bill_line l WHERE l.bill_id = $1),
-			coalesce(i.operation, ''), coalesce(i.target_id, 0), i.request_sha256, coalesce(i.settlement_id, 0),
-			coalesce((SELECT array_agg(c.period ORDER BY c.period) FROM clearing_facility c
-				WHERE c.facility_code = b.facility_code AND c.period >= date_trunc('month', b.bill_date)::date), '{}')
-		FROM accumulator a JOIN bill b ON a.person_id = b.person_id AND a.year = extract(year FROM b.bill_date)::int
-			LEFT JOIN settlement_idempotency i ON i.user_id = $2 AND i.key = $3
-		WHERE b.id = $1 FOR UPDATE OF a`, billID, user, key)
-	b.Queue(`SELECT (SELECT s.deductible FROM settlement s
-				WHERE b.referral_direction = 'up' AND s.person_id = b.person_id AND s.facility_code = b.referral_from
-					AND s.year = extract(year FROM b.bill_date)::int AND s.kind = 'settle' AND s.bill_kind = 'inpatient'
-					AND s.bill_date <= b.bill_date AND s.bill_id <> b.id
-					AND NOT EXISTS (SELECT 1 FROM settlement r WHERE r.reverses_id = s.id)
-				ORDER BY s.bill_date DESC, s.id DESC LIMIT 1),
-			nextval('settlement_id_seq')
-		FROM bill b WHERE b.id = $1`, billID)
-
-	var (
-		replay  int64
-		st      billState
-		found   bool
-		acc     Accumulators
-		lines   []Line
-		prior   *decimal.Decimal
-		cleared []time.Time
-		id      int64
-	)
-	err := func() error {
-		br := tx.SendBatch(ctx, b)
-		defer br.Close()
-		if begin {
-			if _, err := br.Exec(); err != nil {
-				return err
-			}
-		}
-		if _, err := br.Exec(); err != nil {
-			return err
-		}
-		var err error
-		st, err = scanBillState(br.QueryRow())
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		found = true
-		var classes, amounts []string
-		var idem idemRow
-		if err := br.QueryRow().Scan(append(acc.dest(), &classes, &amounts,
-			&idem.op, &idem.target, &idem.hash, &idem.settlement, &cleared)...); err != nil {
-			return fmt.Errorf("accumulators: %w", err)
-		}
-		if k != nil {
-			if replay, err = k.check(idem); err != nil || replay != 0 {
-				return err
-			}
-		}
-		lines = make([]Line, len(classes))
-		for i := range classes {
-			amt, err := decimal.NewFromString(amounts[i])
-			if err != nil {
-				return err
-			}
-			lines[i] = Line{Class: classes[i], Amount: amt}
-		}
-		if err := br.QueryRow().Scan(&prior, &id); err != nil {
-			return fmt.Errorf("prior deductible: %w", err)
-		}
-		return nil
-	}()
-	if err != nil {
-		return nil, err
-	}
-	if replay != 0 {
-		return s.replayed(ctx, tx, replay)
-	}
-	if !found {
-		return nil, apperr.E(apperr.NotFound, "bill %d not found", billID)
-	}
-	if p != nil {
-		if err := s.scope.Check(ctx, p, auth.DenyNotFound, "bill", strconv.FormatInt(billID, 10), st.Facility); err != nil {
-			return nil, err
-		}
-	}
-	switch {
-	case st.Status == StatusSettled:
-		return nil, &apperr.Error{Code: apperr.Conflict, Message: fmt.Sprintf("bill %d is already settled (settlement %d); reverse it before settling it again", billID, st.SettlementID),
-			Details: map[string]any{"status": st.Status, "settlement_id": st.SettlementID}}
-	case version != 0 && version != st.Version:
-		return nil, &apperr.Error{Code: apperr.Conflict, Message: fmt.Sprintf("bill %d is at version %d, not %d: it was corrected; check it again", billID, st.Version, version),
-			Details: map[string]any{"status": st.Status, "version": st.Version}}
-	}
-	var priorPaid decimal.Decimal
-	if prior != nil {
-		priorPaid = *prior
-	}
-	person, bill := engineInput(&st, lines, priorPaid)
-	pol, res, next, err := s.compute(st.Region, person, acc, bill)
-	if err != nil {
-		return nil, err
-	}
-	now := s.now().Truncate(time.Microsecond)
-	row := &settlementRow{ID: id, Kind: "settle", BillID: billID, BillVersion: st.Version, PersonID: st.PersonID, Facility: st.Facility,
-		Year: st.Date.Year(), BillDate: st.Date, PostedOn: postingDate(st.Date, cleared), PolicyID: pol.ID(),
-		BillKind: st.Kind, Tier: st.Tier, Category: st.Category, Insured: st.Insured, Result: &res, CreatedBy: userID(p),
-		CreatedAt: now, Acc: next, BillStatus: StatusSettled, BillCurrent: id, Journal: JournalLines(&res), Idem: k}
-	b = &pgx.Batch{}
-	sum, _ := s.queuePolicy(b, pol)
-	row.PolicySHA = sum[:]
-	row.ResultJSON = appendResultJSON(nil, &res)
-	snap := Snapshot{Policy: pol.ID(), PolicySHA256: hex.EncodeToString(sum[:]), Person: CasePerson{Category: person.Category, Insured: person.Insured},
-		Bill: caseBill(&bill)}
-	if row.InputJSON, err = json.Marshal(snap); err != nil {
-		return nil, err
-	}
-	if audit {
-		if row.Audit, err = (auth.Entry{Action: "settle", RecordType: "bill", RecordID: strconv.FormatInt(billID, 10),
-			Facility: st.Facility, Username: s.actor(p), Detail: map[string]any{"settlement_id": id, "person_id": st.PersonID,
-				"total": FormatMoney(res.Total), "patient": FormatMoney(res.Patient), "policy": pol.ID()}}).Row(ctx); err != nil {
-			return nil, err
-		}
-	}
-	row.queueInsert(b)
-	out := &Settled{Settlement: row.view(), policy: sum}
-	if out.Body, err = out.Settlement.encode(); err != nil {
-		return nil, err
-	}
-	if begin {
-		b.Queue("commit")
-	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return nil, fmt.Errorf("write settlement: %w", err)
-	}
-	return out, nil
 }
 
 // replayed answers a repeated request with what it first got: the

@@ -182,6 +182,7 @@ func resultAmounts(r *Result) [10]decimal.Decimal {
 	return [10]decimal.Decimal{r.Total, r.Eligible, r.Deductible, r.Basic, r.Critical, r.Assistance, r.Supplementary, r.Backstop, r.Hospital, r.Patient}
 }
 
+// personYear names an accumulator row.
 type personYear struct {
 	person int64
 	year   int
