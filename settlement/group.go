@@ -78,8 +78,10 @@ func (s *Service) settleGrouped(op *settleOp) {
 		leading := op.leading
 		q.mu.Unlock()
 		if leading {
-			s.leadGroups(op)
-			return
+			if s.leadGroups(op) {
+				return
+			}
+			continue // it stopped leading: wait
 		}
 		select {
 		case <-op.done:
@@ -90,24 +92,24 @@ func (s *Service) settleGrouped(op *settleOp) {
 	}
 }
 
-// leadGroups runs groups until op is answered.
-func (s *Service) leadGroups(op *settleOp) {
+// leadGroups runs groups until op is answered (true), or until the queue
+// is empty while op is in another leader's group (false: op no longer
+// leads, and waits; it may be deferred and handed the lead again).
+func (s *Service) leadGroups(op *settleOp) bool {
 	q := &s.queue
 	for {
 		select {
 		case <-op.done:
 			q.passLead(op)
-			return
+			return true
 		default:
 		}
 		q.mu.Lock()
 		group := q.take()
 		q.mu.Unlock()
 		if group == nil {
-			// op is in another leader's group.
 			q.passLead(op)
-			<-op.done
-			return
+			return false
 		}
 		deferred := s.runGroup(op.ctx, group)
 		q.mu.Lock()
@@ -128,7 +130,10 @@ func (q *settleQueue) passLead(op *settleOp) {
 	for _, o := range q.ops {
 		if !o.leading {
 			o.leading = true
-			o.lead <- struct{}{}
+			select {
+			case o.lead <- struct{}{}:
+			default: // a request that is not leading has no signal pending
+			}
 			return
 		}
 	}

@@ -51,6 +51,11 @@ func TestSettleGroups(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	b.svc.queue.mu.Lock()
+	if q := &b.svc.queue; q.leaders != 0 || len(q.ops) != 0 {
+		t.Errorf("after the requests: %d leaders, %d queued", q.leaders, len(q.ops))
+	}
+	b.svc.queue.mu.Unlock()
 	for i, r := range reqs {
 		a := answers[i]
 		if r.want != "" {
