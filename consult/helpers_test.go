@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	dto "github.com/prometheus/client_model/go"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -826,4 +827,59 @@ func (c *testClient) close() {
 	c.sigWG.Wait()
 	_ = c.pc.Close()
 	c.wg.Wait()
+}
+
+// delaySnapshot is the forwarding delay histogram at one moment.
+type delaySnapshot struct {
+	bounds []float64 // bucket upper bounds, seconds
+	cum    []uint64  // cumulative counts
+	count  uint64
+}
+
+func snapshotDelay(t testing.TB, m *delayMeter) delaySnapshot {
+	var d dto.Metric
+	if err := m.hist.Write(&d); err != nil {
+		t.Fatal(err)
+	}
+	h := d.GetHistogram()
+	s := delaySnapshot{count: h.GetSampleCount()}
+	for _, b := range h.GetBucket() {
+		s.bounds = append(s.bounds, b.GetUpperBound())
+		s.cum = append(s.cum, b.GetCumulativeCount())
+	}
+	return s
+}
+
+// since returns the samples observed between earlier and s.
+func (s delaySnapshot) since(earlier delaySnapshot) delaySnapshot {
+	out := delaySnapshot{bounds: s.bounds, cum: make([]uint64, len(s.cum)), count: s.count - earlier.count}
+	for i := range s.cum {
+		out.cum[i] = s.cum[i]
+		if i < len(earlier.cum) {
+			out.cum[i] -= earlier.cum[i]
+		}
+	}
+	return out
+}
+
+// quantile returns the q-quantile in milliseconds, interpolated within its
+// bucket (0 without samples).
+func (s delaySnapshot) quantile(q float64) float64 {
+	if s.count == 0 {
+		return 0
+	}
+	rank := q * float64(s.count)
+	lower, below := 0.0, uint64(0)
+	for i, c := range s.cum {
+		if float64(c) >= rank {
+			in := float64(c - below)
+			frac := 1.0
+			if in > 0 {
+				frac = (rank - float64(below)) / in
+			}
+			return 1000 * (lower + frac*(s.bounds[i]-lower))
+		}
+		lower, below = s.bounds[i], c
+	}
+	return 1000 * lower // beyond the last bucket
 }

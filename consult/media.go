@@ -20,7 +20,9 @@ import (
 	"github.com/pion/logging"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/webrtc/v4"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // This file is the only place that builds pion objects (the webrtc.API with its
@@ -57,14 +59,18 @@ type MediaConfig struct {
 	// and errors (mostly noise while connections close) at info level.
 	// slog.Default if nil.
 	Logger *slog.Logger
+	// Metrics, if set, gets the forwarding delay histogram
+	// (qinba_consult_forward_delay_seconds).
+	Metrics prometheus.Registerer
 }
 
 // Media is the WebRTC engine: one webrtc.API (VP8 and Opus; NACK generator and
 // responder, RTCP reports, TWCC feedback and TWCC header extension interceptors)
 // from which every peer connection is made.
 type Media struct {
-	cfg MediaConfig
-	api *webrtc.API
+	cfg   MediaConfig
+	api   *webrtc.API
+	delay *delayMeter
 }
 
 // NewMedia builds the WebRTC engine described by cfg.
@@ -111,6 +117,18 @@ func NewMedia(cfg MediaConfig) (*Media, error) {
 	}
 
 	se := webrtc.SettingEngine{LoggerFactory: logs}
+	// The sockets stamp what they receive, to measure the forwarding delay.
+	delay := newDelayMeter()
+	if cfg.Metrics != nil {
+		if err := cfg.Metrics.Register(delay.hist); err != nil {
+			return nil, fmt.Errorf("consult: metrics: %w", err)
+		}
+	}
+	sys, err := stdnet.NewNet()
+	if err != nil {
+		return nil, fmt.Errorf("consult: network: %w", err)
+	}
+	se.SetNet(stampNet{Net: sys, m: delay})
 	// The server never needs mDNS: it has a routable address, and browsers' .local
 	// candidates turn into peer-reflexive ones through connectivity checks.
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
@@ -146,8 +164,9 @@ func NewMedia(cfg MediaConfig) (*Media, error) {
 	}
 
 	return &Media{
-		cfg: cfg,
-		api: webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se)),
+		cfg:   cfg,
+		api:   webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se)),
+		delay: delay,
 	}, nil
 }
 
@@ -330,6 +349,7 @@ type publishedTrack struct {
 	ssrc     webrtc.SSRC
 	remote   *webrtc.TrackRemote
 	receiver *webrtc.RTPReceiver
+	delay    *delayMeter
 
 	subsMu sync.Mutex                   // serialises changes to subs
 	subs   atomic.Pointer[[]*downTrack] // copy-on-write, read per packet
@@ -401,8 +421,12 @@ func (t *publishedTrack) forward() {
 		if t.pliPending.Load() {
 			t.sendPendingPLI()
 		}
-		for _, d := range t.subscribers() {
+		subs := t.subscribers()
+		for _, d := range subs {
 			d.write(&pkt)
+		}
+		if len(subs) > 0 {
+			t.delay.forwarded(pkt.SSRC, pkt.SequenceNumber)
 		}
 		if r := t.rec.Load(); r != nil {
 			r.push(&pkt)

@@ -734,7 +734,7 @@ func (p *participant) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPRe
 	}
 	t := &publishedTrack{
 		owner: p, kind: remote.Kind(), mime: remote.Codec().MimeType,
-		ssrc: remote.SSRC(), remote: remote, receiver: receiver,
+		ssrc: remote.SSRC(), remote: remote, receiver: receiver, delay: p.sfu.media.delay,
 	}
 	r := p.room
 	r.mu.Lock()

@@ -34,6 +34,19 @@ func TestThreeParticipantsReceiveEachOther(t *testing.T) {
 	if got := len(b.sfu.Participants("c1")); got != 3 {
 		t.Errorf("participants = %d, want 3", got)
 	}
+	// The forwarding delay was measured (one packet in 16 of each of the
+	// six streams), from the sockets' receive timestamps: each sample is
+	// positive and far below a second on loopback.
+	deadline := time.Now().Add(10 * time.Second)
+	for snapshotDelay(t, b.sfu.media.delay).count < 12 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d forwarding delays measured", snapshotDelay(t, b.sfu.media.delay).count)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if d := snapshotDelay(t, b.sfu.media.delay); d.quantile(0.5) < 0.01 || d.quantile(1) > 500 {
+		t.Errorf("forwarding delay p50 %.3f ms, max %.3f ms", d.quantile(0.5), d.quantile(1))
+	}
 }
 
 // A participant who leaves is removed for the others (their tracks end after a

@@ -119,7 +119,7 @@ func init() {
 		if err != nil {
 			return err
 		}
-		mc := consult.MediaConfig{LoopbackOnly: cc.MediaLoopback, Logger: a.Log}
+		mc := consult.MediaConfig{LoopbackOnly: cc.MediaLoopback, Logger: a.Log, Metrics: a.Registry}
 		if cc.PublicIP != "" {
 			mc.NAT1To1IPs = []string{cc.PublicIP}
 		}
