@@ -38,7 +38,8 @@
 //     settlements of one person serialise) and the referral's input (the
 //     deductible of the referring stay comes from that stay's settlement),
 //     written in one transaction with the engine's input and result, the
-//     journal entry ([Chart], [JournalLines]) and the new accumulators;
+//     journal entry ([Chart], [JournalLines]) and the new accumulators
+//     (requests that arrive together share that transaction: group.go);
 //     Idempotency-Key retries get the first answer; [Service.Estimate] is the
 //     same computation in a read-only transaction; [Service.Reverse] the
 //     engine's reversal, the original kept; [Service.SettlePending] settles
