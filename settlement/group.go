@@ -2,8 +2,6 @@ package settlement
 
 import (
 	"context"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -366,29 +364,18 @@ func (s *Service) settleRow(op *settleOp, st *billState, w *waveData, id int64, 
 		return nil, &apperr.Error{Code: apperr.Conflict, Message: fmt.Sprintf("bill %d is at version %d, not %d: it was corrected; check it again", op.billID, st.Version, op.version),
 			Details: map[string]any{"status": st.Status, "version": st.Version}}
 	}
-	person, bill := engineInput(st, w.lines[op.billID], w.priors[op.billID])
-	pol, res, next, err := s.compute(st.Region, person, w.accs[personYear{st.PersonID, st.Date.Year()}], bill)
+	row, _, err := s.settlementOf(st, w, id, s.now().Truncate(time.Microsecond), b)
 	if err != nil {
 		return nil, err
 	}
-	row := &settlementRow{ID: id, Kind: "settle", BillID: op.billID, BillVersion: st.Version, PersonID: st.PersonID, Facility: st.Facility,
-		Year: st.Date.Year(), BillDate: st.Date, PostedOn: postingDate(st.Date, w.cleared[st.Facility]), PolicyID: pol.ID(),
-		BillKind: st.Kind, Tier: st.Tier, Category: st.Category, Insured: st.Insured, Result: &res, CreatedBy: userID(op.p),
-		CreatedAt: s.now().Truncate(time.Microsecond), Acc: next, BillStatus: StatusSettled, BillCurrent: id, Journal: JournalLines(&res), Idem: op.k}
-	sum, _ := s.queuePolicy(b, pol)
-	row.PolicySHA = sum[:]
-	row.ResultJSON = appendResultJSON(nil, &res)
-	snap := Snapshot{Policy: pol.ID(), PolicySHA256: hex.EncodeToString(sum[:]), Person: CasePerson{Category: person.Category, Insured: person.Insured},
-		Bill: caseBill(&bill)}
-	if row.InputJSON, err = json.Marshal(snap); err != nil {
-		return nil, err
-	}
+	row.CreatedBy, row.Idem = userID(op.p), op.k
+	res := row.Result
 	if row.Audit, err = (auth.Entry{Action: "settle", RecordType: "bill", RecordID: strconv.FormatInt(op.billID, 10),
 		Facility: st.Facility, Username: s.actor(op.p), Detail: map[string]any{"settlement_id": id, "person_id": st.PersonID,
-			"total": FormatMoney(res.Total), "patient": FormatMoney(res.Patient), "policy": pol.ID()}}).Row(op.ctx); err != nil {
+			"total": FormatMoney(res.Total), "patient": FormatMoney(res.Patient), "policy": row.PolicyID}}).Row(op.ctx); err != nil {
 		return nil, err
 	}
-	out := &Settled{Settlement: row.view(), policy: sum}
+	out := &Settled{Settlement: row.view(), policy: [32]byte(row.PolicySHA)}
 	if out.Body, err = out.Settlement.encode(); err != nil {
 		return nil, err
 	}

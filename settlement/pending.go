@@ -361,6 +361,29 @@ func forEachRow(br pgx.BatchResults, fn func(pgx.Rows) error) error {
 	return rows.Err()
 }
 
+// settlementOf computes the settlement of bill st from what a wave read,
+// as the row to write with id, and queues its policy on b if it may not be
+// stored yet (queued). An *apperr.Error is the engine's or the policy's
+// refusal.
+func (s *Service) settlementOf(st *billState, w *waveData, id int64, now time.Time, b *pgx.Batch) (r *settlementRow, queued bool, err error) {
+	person, bill := engineInput(st, w.lines[st.ID], w.priors[st.ID])
+	pol, res, next, err := s.compute(st.Region, person, w.accs[personYear{st.PersonID, st.Date.Year()}], bill)
+	if err != nil {
+		return nil, false, err
+	}
+	sum, queued := s.queuePolicy(b, pol)
+	r = &settlementRow{ID: id, Kind: "settle", BillID: st.ID, BillVersion: st.Version, PersonID: st.PersonID,
+		Facility: st.Facility, Year: st.Date.Year(), BillDate: st.Date, PostedOn: postingDate(st.Date, w.cleared[st.Facility]),
+		PolicySHA: sum[:], PolicyID: pol.ID(), BillKind: st.Kind, Tier: st.Tier, Category: st.Category, Insured: st.Insured,
+		Result: &res, CreatedAt: now, Acc: next, BillStatus: StatusSettled, BillCurrent: id, Journal: JournalLines(&res)}
+	r.ResultJSON = appendResultJSON(nil, &res)
+	if r.InputJSON, err = json.Marshal(Snapshot{Policy: pol.ID(), PolicySHA256: hex.EncodeToString(sum[:]),
+		Person: CasePerson{Category: person.Category, Insured: person.Insured}, Bill: caseBill(&bill)}); err != nil {
+		return nil, false, err
+	}
+	return r, queued, nil
+}
+
 // settleWave settles bills of distinct persons; tx holds their bills and
 // facilities' clearing locks.
 func (s *Service) settleWave(ctx context.Context, tx pgx.Tx, ids []int64) (map[int64]waveResult, error) {
@@ -374,14 +397,13 @@ func (s *Service) settleWave(ctx context.Context, tx pgx.Tx, ids []int64) (map[i
 	if err != nil {
 		return nil, err
 	}
-	states, accs, lines, priors, cleared, newIDs := w.states, w.accs, w.lines, w.priors, w.cleared, w.newIDs
 
 	out := make(map[int64]waveResult, len(ids))
 	now := s.now().Truncate(time.Microsecond)
 	var rows []*settlementRow
 	pb := &pgx.Batch{}
 	for i, id := range ids {
-		st, ok := states[id]
+		st, ok := w.states[id]
 		switch {
 		case !ok:
 			out[id] = waveResult{err: apperr.E(apperr.NotFound, "bill %d not found", id)}
@@ -390,9 +412,7 @@ func (s *Service) settleWave(ctx context.Context, tx pgx.Tx, ids []int64) (map[i
 			out[id] = waveResult{raced: true}
 			continue
 		}
-		acc := accs[personYear{st.PersonID, st.Date.Year()}]
-		person, bill := engineInput(&st, lines[id], priors[id])
-		pol, res, next, err := s.compute(st.Region, person, acc, bill)
+		r, queued, err := s.settlementOf(&st, w, w.newIDs[i], now, pb)
 		if err != nil {
 			var ae *apperr.Error
 			if !errors.As(err, &ae) {
@@ -401,18 +421,8 @@ func (s *Service) settleWave(ctx context.Context, tx pgx.Tx, ids []int64) (map[i
 			out[id] = waveResult{err: errors.New(ae.Message)}
 			continue
 		}
-		sum, queued := s.queuePolicy(pb, pol)
-		r := &settlementRow{ID: newIDs[i], Kind: "settle", BillID: id, BillVersion: st.Version, PersonID: st.PersonID,
-			Facility: st.Facility, Year: st.Date.Year(), BillDate: st.Date, PostedOn: postingDate(st.Date, cleared[st.Facility]),
-			PolicySHA: sum[:], PolicyID: pol.ID(), BillKind: st.Kind, Tier: st.Tier, Category: st.Category, Insured: st.Insured,
-			Result: &res, CreatedAt: now, Acc: next, BillStatus: StatusSettled, BillCurrent: newIDs[i], Journal: JournalLines(&res)}
-		r.ResultJSON = appendResultJSON(nil, &res)
-		if r.InputJSON, err = json.Marshal(Snapshot{Policy: pol.ID(), PolicySHA256: hex.EncodeToString(sum[:]),
-			Person: CasePerson{Category: person.Category, Insured: person.Insured}, Bill: caseBill(&bill)}); err != nil {
-			return nil, err
-		}
 		rows = append(rows, r)
-		out[id] = waveResult{policy: sum, policyQueued: queued}
+		out[id] = waveResult{policy: [32]byte(r.PolicySHA), policyQueued: queued}
 	}
 	if len(rows) == 0 {
 		return out, nil
