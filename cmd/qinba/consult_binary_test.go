@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -138,6 +140,17 @@ func TestBinaryConsultOverTURNWithRecording(t *testing.T) {
 	frames, err := ivfFrames(ivf)
 	if err != nil || frames < 50 || int64(frames) != video.Frames {
 		t.Fatalf("IVF: %d frames (listed %d), %v", frames, video.Frames, err)
+	}
+	// The media server measured how long it held the packets it relayed.
+	res, err := http.Get(srv.Base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	m := regexp.MustCompile(`(?m)^qinba_consult_forward_delay_seconds_count (\d+)$`).FindSubmatch(metrics)
+	if err != nil || m == nil || string(m[1]) == "0" {
+		t.Fatalf("forwarding delay on /metrics: %q, %v", m, err)
 	}
 }
 
