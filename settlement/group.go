@@ -281,7 +281,8 @@ func (s *Service) groupTx(ctx context.Context, conn txConn, ops []*settleOp) ([]
 	// finds its record.
 	b := &pgx.Batch{}
 	b.Queue("begin")
-	b.Queue(`SELECT `+noSeqScan+`, pg_advisory_xact_lock_shared($2, hashtext(f))
+	b.Queue(`SELECT ` + planSettings) // before anything that takes an array is planned
+	b.Queue(`SELECT pg_advisory_xact_lock_shared($2, hashtext(f))
 		FROM (SELECT DISTINCT facility_code AS f FROM bill WHERE id = ANY($1) ORDER BY 1) x`, ids, clearingLockClass)
 	b.Queue(`SELECT 1 FROM bill WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
 	b.Queue(`SELECT i.user_id, i.key, i.operation, i.target_id, i.request_sha256, i.settlement_id
@@ -293,7 +294,7 @@ func (s *Service) groupTx(ctx context.Context, conn txConn, ops []*settleOp) ([]
 	err := func() error {
 		br := conn.SendBatch(ctx, b)
 		defer br.Close()
-		for range 3 {
+		for range 4 {
 			if _, err := br.Exec(); err != nil {
 				return err
 			}

@@ -176,7 +176,7 @@ func (s *Service) settleChunk(ctx context.Context, chunk []personBills) (*Pendin
 		// The locking order of every posting (see settleTx): the clearing
 		// locks of the chunk's facilities (in code order), then every bill
 		// of the chunk (in id order), then, wave by wave, the accumulators.
-		if _, err := tx.Exec(ctx, `SELECT `+noSeqScan+`, pg_advisory_xact_lock_shared($2, hashtext(f))
+		if _, err := tx.Exec(ctx, `SELECT `+planSettings+`, pg_advisory_xact_lock_shared($2, hashtext(f))
 			FROM (SELECT DISTINCT facility_code AS f FROM bill WHERE id = ANY($1) ORDER BY 1) x`, ids, clearingLockClass); err != nil {
 			return err
 		}
