@@ -173,7 +173,7 @@ func (s *Service) settleChunk(ctx context.Context, chunk []personBills) (*Pendin
 	var policies [][32]byte
 	err := db.WithTx(ctx, s.pool, func(tx pgx.Tx) error {
 		rep, policies = &PendingReport{}, policies[:0]
-		// The locking order of every posting (see settleTx): the clearing
+		// The locking order of every posting (see groupTx): the clearing
 		// locks of the chunk's facilities (in code order), then every bill
 		// of the chunk (in id order), then, wave by wave, the accumulators.
 		if _, err := tx.Exec(ctx, `SELECT `+planSettings+`, pg_advisory_xact_lock_shared($2, hashtext(f))
