@@ -150,22 +150,11 @@ func (s *Service) RunClearing(ctx context.Context, p *auth.Principal, period tim
 				return err
 			}
 		}
-		rows, err := tx.Query(ctx, `SELECT facility_code, run_id FROM clearing_facility WHERE period = $1 AND facility_code = ANY($2) ORDER BY 1`, period, facs)
-		if err != nil {
-			return err
-		}
+		rows, _ := tx.Query(ctx, `SELECT facility_code, run_id FROM clearing_facility WHERE period = $1 AND facility_code = ANY($2) ORDER BY 1`, period, facs)
 		done := map[string]int64{}
-		for rows.Next() {
-			var f string
-			var run int64
-			if err := rows.Scan(&f, &run); err != nil {
-				rows.Close()
-				return err
-			}
-			done[f] = run
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		var f string
+		var run int64
+		if _, err := pgx.ForEachRow(rows, []any{&f, &run}, func() error { done[f] = run; return nil }); err != nil {
 			return err
 		}
 		if fac != "" && done[fac] != 0 {

@@ -299,12 +299,11 @@ func (s *Service) groupTx(ctx context.Context, conn txConn, ops []*settleOp) ([]
 				return err
 			}
 		}
-		if err := forEachRow(br, func(rows pgx.Rows) error {
-			var k groupKey
-			var r idemRow
-			err := rows.Scan(&k.user, &k.key, &r.op, &r.target, &r.hash, &r.settlement)
+		var k groupKey
+		var r idemRow
+		if err := eachRow(br, []any{&k.user, &k.key, &r.op, &r.target, &r.hash, &r.settlement}, func() error {
 			stored[k] = r
-			return err
+			return nil
 		}); err != nil {
 			return err
 		}

@@ -645,22 +645,11 @@ func classifyStaged(ctx context.Context, tx pgx.Tx, bills []*importBill, rows []
 	if _, err := tx.Exec(ctx, `UPDATE bill_stage SET action = 'new' WHERE action IS NULL`); err != nil {
 		return err
 	}
-	q, err := tx.Query(ctx, `SELECT seq, id FROM bill_stage WHERE action = 'settled' ORDER BY seq`)
-	if err != nil {
-		return err
-	}
+	q, _ := tx.Query(ctx, `SELECT seq, id FROM bill_stage WHERE action = 'settled' ORDER BY seq`)
 	settled := map[int]int64{}
-	for q.Next() {
-		var seq int
-		var id int64
-		if err := q.Scan(&seq, &id); err != nil {
-			q.Close()
-			return err
-		}
-		settled[seq] = id
-	}
-	q.Close()
-	if err := q.Err(); err != nil {
+	var seq int
+	var id int64
+	if _, err := pgx.ForEachRow(q, []any{&seq, &id}, func() error { settled[seq] = id; return nil }); err != nil {
 		return err
 	}
 	for _, b := range bills {

@@ -284,81 +284,51 @@ func readWave(br pgx.BatchResults) (*waveData, error) {
 	if _, err := br.Exec(); err != nil {
 		return nil, err
 	}
-	err := forEachRow(br, func(rows pgx.Rows) error {
-		st, err := scanBillState(rows)
-		w.states[st.ID] = st
-		return err
-	})
-	if err == nil {
-		err = forEachRow(br, func(rows pgx.Rows) error {
-			var k personYear
-			var a Accumulators
-			err := rows.Scan(append([]any{&k.person, &k.year}, a.dest()...)...)
-			w.accs[k] = a
-			return err
-		})
-	}
-	if err == nil {
-		err = forEachRow(br, func(rows pgx.Rows) error {
-			var id int64
-			var class, amount string
-			if err := rows.Scan(&id, &class, &amount); err != nil {
-				return err
-			}
+	var (
+		st            billState
+		py            personYear
+		acc           Accumulators
+		id            int64
+		class, amount string
+		prior         *decimal.Decimal
+		fac           string
+		period        time.Time
+	)
+	for _, r := range []struct {
+		scans []any
+		fn    func() error
+	}{
+		{st.dest(), func() error { w.states[st.ID] = st; return nil }},
+		{append([]any{&py.person, &py.year}, acc.dest()...), func() error { w.accs[py] = acc; return nil }},
+		{[]any{&id, &class, &amount}, func() error {
 			amt, err := decimal.NewFromString(amount)
 			w.lines[id] = append(w.lines[id], Line{Class: class, Amount: amt})
 			return err
-		})
-	}
-	if err == nil {
-		err = forEachRow(br, func(rows pgx.Rows) error {
-			var id int64
-			var d *decimal.Decimal
-			if err := rows.Scan(&id, &d); err != nil {
-				return err
-			}
-			if d != nil {
-				w.priors[id] = *d
+		}},
+		{[]any{&id, &prior}, func() error {
+			if prior != nil {
+				w.priors[id] = *prior
 			}
 			return nil
-		})
-	}
-	if err == nil {
-		err = forEachRow(br, func(rows pgx.Rows) error {
-			var f string
-			var p time.Time
-			err := rows.Scan(&f, &p)
-			w.cleared[f] = append(w.cleared[f], p)
-			return err
-		})
-	}
-	if err == nil {
-		err = forEachRow(br, func(rows pgx.Rows) error {
-			var id int64
-			err := rows.Scan(&id)
-			w.newIDs = append(w.newIDs, id)
-			return err
-		})
-	}
-	if err != nil {
-		return nil, err
+		}},
+		{[]any{&fac, &period}, func() error { w.cleared[fac] = append(w.cleared[fac], period); return nil }},
+		{[]any{&id}, func() error { w.newIDs = append(w.newIDs, id); return nil }},
+	} {
+		if err := eachRow(br, r.scans, r.fn); err != nil {
+			return nil, err
+		}
 	}
 	return w, nil
 }
 
-// forEachRow reads the next result of br row by row.
-func forEachRow(br pgx.BatchResults, fn func(pgx.Rows) error) error {
+// eachRow calls fn for each row of br's next result, scanned into scans.
+func eachRow(br pgx.BatchResults, scans []any, fn func() error) error {
 	rows, err := br.Query()
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		if err := fn(rows); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
+	_, err = pgx.ForEachRow(rows, scans, fn)
+	return err
 }
 
 // settlementOf computes the settlement of bill st from what a wave read,

@@ -354,9 +354,14 @@ const billStateFrom = ` FROM bill b JOIN bill_state bs ON bs.bill_id = b.id
 
 func scanBillState(row pgx.Row) (billState, error) {
 	var b billState
-	err := row.Scan(&b.ID, &b.PersonID, &b.Facility, &b.Tier, &b.Region, &b.Kind, &b.Date, &b.Emergency,
-		&b.ReferralID, &b.RefDir, &b.RefFrom, &b.Status, &b.SettlementID, &b.Version, &b.Category, &b.Insured)
+	err := row.Scan(b.dest()...)
 	return b, err
+}
+
+// dest is where a row of billStateCols scans to.
+func (b *billState) dest() []any {
+	return []any{&b.ID, &b.PersonID, &b.Facility, &b.Tier, &b.Region, &b.Kind, &b.Date, &b.Emergency,
+		&b.ReferralID, &b.RefDir, &b.RefFrom, &b.Status, &b.SettlementID, &b.Version, &b.Category, &b.Insured}
 }
 
 const accCols = `a.admissions, a.outpatient_paid, a.basic_paid, a.critical_base, a.critical_paid, a.assistance_paid,
