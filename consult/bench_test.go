@@ -13,9 +13,10 @@ package consult
 // 500 kbps of fake VP8 (30 fps, 2 packets a frame) and 20 ms Opus-sized audio
 // through the server to the two others. After each step settles, a window of
 // QINBA_SFU_BENCH_SECONDS (default 10) is measured: packet loss per kind
-// (packets stamped inside the window that reached each subscriber, against
-// twice the packets sent), and the delay from the sender's stamp to the
-// receiver's read (p50/p99). A direct pair of the same clients, without the
+// (packets sent inside the window that reached each subscriber, against
+// twice the packets sent), and the delay from the send time, which the RTP
+// timestamp carries, to the kernel's receive time at the receiving client's
+// socket (p50/p99). A direct pair of the same clients, without the
 // server, is measured first (the "p2p" row: the client path alone on an idle
 // machine) and keeps sending during the steps, so every step also reports the
 // pair's delay under the same load ("pair p50/p99"): the part of the delay
@@ -26,15 +27,15 @@ package consult
 // engine for all of them with only the interceptors that give the server a
 // browser's share of work (see newBenchAPI), one UDP socket shared by all of
 // them and used in batches (benchUDPConn), all media sent by one goroutine
-// from packets built once (benchSender), receivers that only read the stamp
-// and the TWCC sequence number, and a client process on one P
-// (QINBA_SFU_BENCH_CLIENT_PROCS to change it).
+// from packets built once (benchSender), receivers that read the packets'
+// clear RTP headers at the socket instead of decrypting them (benchTap), and
+// a client process on one P (QINBA_SFU_BENCH_CLIENT_PROCS to change it).
 // The server also measures its own forwarding delay over each window ("srv"
 // columns): from the kernel's receive timestamp of a packet on the server's
 // socket to the moment its last copy is sent (see delay.go), so the clients'
 // share of the delay is left out. QINBA_SFU_BENCH_CLIENT_NICE=19 runs the
-// clients at a lower priority, closer to a server that has the cores to
-// itself.
+// clients at a lower priority and QINBA_SFU_BENCH_CLIENT_CPUS=1 on CPU 1
+// only (taskset), closer to a server that has the cores to itself.
 // QINBA_SFU_BENCH_PROFILE_DIR=dir writes CPU and heap profiles of both
 // processes for each measured window.
 
@@ -66,6 +67,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -143,6 +145,9 @@ func TestSFUCapacity(t *testing.T) {
 	if n := os.Getenv("QINBA_SFU_BENCH_CLIENT_NICE"); n != "" && n != "0" {
 		args = append([]string{"nice", "-n", n}, args...)
 	}
+	if cpus := os.Getenv("QINBA_SFU_BENCH_CLIENT_CPUS"); cpus != "" {
+		args = append([]string{"taskset", "-c", cpus}, args...)
+	}
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(),
 		"QINBA_SFU_BENCH_CHILD=1",
@@ -218,7 +223,7 @@ func TestSFUCapacity(t *testing.T) {
 	}
 	t.Logf("largest step with < 1%% loss: %d consults", best)
 	t.Logf("srv p50/p99: forwarding delay inside the server (socket receive timestamp to last copy sent, audio and video, 1 packet in %d), ms;", delaySample)
-	t.Logf("v/a p50/p99: sender's stamp to receiver's read through the server, ms (client path included);")
+	t.Logf("v/a p50/p99: send time (RTP timestamp) to arrival at the receiving client's socket through the server, ms;")
 	t.Logf("pair p50/p99: video delay of a direct client pair in the same window (the client path under the same load);")
 	t.Logf("us/pkt: CPU per forwarded packet (server; clients incl. sending); CPU%% is of one core")
 }
@@ -268,11 +273,12 @@ func TestSFUCapacityClients(t *testing.T) {
 		fmt.Printf("RESULT %s\n", j)
 	}
 
-	api, udp := newBenchAPI(t)
-	api2, udp2 := newBenchAPI(t) // the pair's second client needs a socket of its own
-	snd := newBenchSender(frameBytes, udp, udp2)
+	tap := newBenchTap()
+	api, udp := newBenchAPI(t, tap)
+	api2, udp2 := newBenchAPI(t, tap) // the pair's second client needs a socket of its own
+	snd := newBenchSender(frameBytes, tap, udp, udp2)
 	defer snd.close()
-	opts := clientOpts{api: api, noPublish: true, onPacket: m.received, twcc: true}
+	opts := clientOpts{api: api, noPublish: true, onPacket: m.received, twcc: true, tap: tap}
 
 	// Baseline: two clients connected directly, no server. The pair keeps
 	// sending during the steps, so each step also measures the client path
@@ -331,23 +337,25 @@ func TestSFUCapacityClients(t *testing.T) {
 
 // newBenchAPI makes the engine of the synthetic clients. They are the harness,
 // not the system under test, so they carry only what makes the server do a
-// browser's share of work: the server's codecs, RTCP sender and receiver
-// reports (the server's weak-link rule reads the receiver reports), the
-// transport-wide sequence number on what they send (so the server's TWCC
-// feedback generator has real work) and TWCC feedback every 100 ms on what
-// they receive (so the server stamps the sequence number and reads the
-// feedback; benchTWCC builds it). They run no NACK interceptors: a lost packet
-// stays lost, so loss is counted before any retransmission.
-func newBenchAPI(t testing.TB) (*webrtc.API, *benchUDPConn) {
+// browser's share of work: the server's codecs, RTCP sender reports on what
+// they send, the transport-wide sequence number on what they send (so the
+// server's TWCC feedback generator has real work), and on what they receive
+// TWCC feedback every 100 ms and a receiver report every second (the server's
+// weak-link rule reads them), both built from what the tap saw (benchTWCC,
+// benchTap.reports). They run no NACK interceptors: a lost packet stays lost,
+// so loss is counted before any retransmission.
+func newBenchAPI(t testing.TB, tap *benchTap) (*webrtc.API, *benchUDPConn) {
 	t.Helper()
 	me := &webrtc.MediaEngine{}
 	if err := registerCodecs(me); err != nil {
 		t.Fatal(err)
 	}
 	reg := &interceptor.Registry{}
-	if err := webrtc.ConfigureRTCPReports(reg); err != nil {
+	sr, err := report.NewSenderInterceptor()
+	if err != nil {
 		t.Fatal(err)
 	}
+	reg.Add(sr)
 	if err := webrtc.ConfigureTWCCHeaderExtensionSender(me, reg); err != nil {
 		t.Fatal(err)
 	}
@@ -362,7 +370,7 @@ func newBenchAPI(t testing.TB) (*webrtc.API, *benchUDPConn) {
 	// One socket for all the clients of this engine, read and written in
 	// batches (where supported); each client still has its own 5-tuple, since
 	// the server gives every connection a socket of its own.
-	udp, mux, err := newBenchUDPMux()
+	udp, mux, err := newBenchUDPMux(tap)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,6 +389,7 @@ func newBenchAPI(t testing.TB) (*webrtc.API, *benchUDPConn) {
 // packet is still stamped just before it is written.
 type benchSender struct {
 	frameBytes int
+	tap        *benchTap       // receiver reports
 	udp        []*benchUDPConn // shared sockets corked during a pass
 
 	mu   sync.Mutex
@@ -395,15 +404,15 @@ type benchSource struct {
 	c                                  *testClient
 	onSend                             func(kind string, ns int64)
 	nextAudio, nextVideo, nextFeedback time.Time
+	nextReport                         time.Time
 	audio                              rtp.Packet
 	key, delta                         []rtp.Packet
 	vSeq                               uint16
-	vTS                                uint32
 }
 
-func newBenchSender(frameBytes int, udp ...*benchUDPConn) *benchSender {
+func newBenchSender(frameBytes int, tap *benchTap, udp ...*benchUDPConn) *benchSender {
 	s := &benchSender{
-		frameBytes: frameBytes, udp: udp,
+		frameBytes: frameBytes, tap: tap, udp: udp,
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	go s.run()
@@ -419,6 +428,7 @@ func (s *benchSender) add(c *testClient, onSend func(kind string, ns int64)) {
 		nextAudio:    now.Add(time.Duration(rand.Int64N(int64(20 * time.Millisecond)))),
 		nextVideo:    now.Add(time.Duration(rand.Int64N(int64(time.Second / 30)))),
 		nextFeedback: now.Add(time.Duration(rand.Int64N(int64(twccInterval)))),
+		nextReport:   now.Add(time.Duration(rand.Int64N(int64(reportInterval)))),
 		audio:        rtp.Packet{Header: rtp.Header{Version: 2}, Payload: make([]byte, 80)},
 	}
 	src.audio.Payload[0] = 0xf8 // Opus TOC: CELT fullband 20 ms, one frame
@@ -482,6 +492,15 @@ func (s *benchSender) run() {
 				}
 				next = minTime(next, src.nextFeedback)
 			}
+			if s.tap != nil {
+				if !src.nextReport.After(now) {
+					if pkts := s.tap.reports(src.c); len(pkts) > 0 {
+						_ = src.c.pc.WriteRTCP(pkts)
+					}
+					src.nextReport = now.Add(reportInterval)
+				}
+				next = minTime(next, src.nextReport)
+			}
 			next = minTime(next, minTime(src.nextAudio, src.nextVideo))
 		}
 		for _, c := range s.udp {
@@ -493,9 +512,13 @@ func (s *benchSender) run() {
 	}
 }
 
-// twccInterval is how often a benchmark client sends TWCC feedback (pion's
-// default, and about what browsers do).
-const twccInterval = 100 * time.Millisecond
+// twccInterval is how often a benchmark client sends TWCC feedback, and
+// reportInterval how often a receiver report (pion's defaults, and about what
+// browsers do).
+const (
+	twccInterval   = 100 * time.Millisecond
+	reportInterval = time.Second
+)
 
 // transportCCURI is the transport-wide sequence number header extension.
 const transportCCURI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
@@ -532,12 +555,15 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
+// The RTP timestamps stand for the send time (benchRTPTime), as a live
+// encoder's stand for the capture time; the tap reads the delay from them.
 func (src *benchSource) sendAudio() {
 	p := &src.audio
-	src.onSend("audio", src.c.stamp(p.Payload))
+	p.Timestamp = benchRTPTime(src.c.stamp(p.Payload), 48000)
+	src.onSend("audio", benchSendNs(p.Timestamp, 48000)) // what the receiver will read
+
 	_ = src.c.audio.WriteRTP(p)
 	p.SequenceNumber++
-	p.Timestamp += 960
 }
 
 func (src *benchSource) sendVideo() {
@@ -545,14 +571,18 @@ func (src *benchSource) sendVideo() {
 	if src.c.keyframeWanted.Swap(false) {
 		frame = src.key
 	}
+	var ts uint32
 	for i := range frame {
 		p := &frame[i]
-		p.SequenceNumber, p.Timestamp = src.vSeq, src.vTS
-		src.onSend("video", src.c.stamp(p.Payload))
+		ns := src.c.stamp(p.Payload)
+		if i == 0 {
+			ts = benchRTPTime(ns, 90000) // one timestamp for a frame's packets
+		}
+		p.SequenceNumber, p.Timestamp = src.vSeq, ts
+		src.onSend("video", benchSendNs(ts, 90000))
 		_ = src.c.video.WriteRTP(p)
 		src.vSeq++
 	}
-	src.vTS += 3000
 }
 
 func lossPct(expected, received int64) float64 {

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/pion/ice/v4"
 	"golang.org/x/net/ipv4"
@@ -17,8 +18,9 @@ import (
 // calls about five times and their wake-ups (the CPU saved is small: most of
 // a datagram's cost is the kernel's per-datagram work, which batching keeps):
 //
-//   - ReadFrom serves datagrams from a batch read; only the mux's reader
-//     goroutine calls it.
+//   - ReadFrom serves datagrams from a batch read, after the benchmark's tap
+//     has taken the media it measures; only the mux's reader goroutine calls
+//     it.
 //   - Between cork and uncork (the sender's pass over all clients), writes
 //     are queued and uncork sends them as one batch. Writes at other times
 //     (RTCP from pion's goroutines) go out at once.
@@ -28,6 +30,7 @@ type benchUDPConn struct {
 
 	rmsgs  []ipv4.Message // read by the mux's reader only
 	rn, ri int
+	tap    *benchTap // takes the media it knows; nil: all goes to pion
 
 	mu     sync.Mutex // guards corked, queue and free
 	corked bool
@@ -38,34 +41,53 @@ type benchUDPConn struct {
 const benchReadBatch = 64
 
 // newBenchUDPMux makes a shared socket on a free IPv4 loopback port and the
-// ICE UDP mux over it; closing the mux closes the socket.
-func newBenchUDPMux() (*benchUDPConn, ice.UDPMux, error) {
+// ICE UDP mux over it; closing the mux closes the socket. The tap, if not nil,
+// sees every datagram first, with the kernel's receive time where the system
+// gives one.
+func newBenchUDPMux(tap *benchTap) (*benchUDPConn, ice.UDPMux, error) {
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		return nil, nil, err
 	}
 	_ = c.SetReadBuffer(8 << 20)
 	_ = c.SetWriteBuffer(8 << 20)
-	b := &benchUDPConn{UDPConn: c, pc: ipv4.NewPacketConn(c), rmsgs: make([]ipv4.Message, benchReadBatch)}
+	b := &benchUDPConn{UDPConn: c, pc: ipv4.NewPacketConn(c), rmsgs: make([]ipv4.Message, benchReadBatch), tap: tap}
+	if tap != nil {
+		_ = enableRecvTimestamps(c)
+	}
 	for i := range b.rmsgs {
 		b.rmsgs[i].Buffers = [][]byte{make([]byte, 8192)} // ICE's receive MTU
+		b.rmsgs[i].OOB = make([]byte, 64)
 	}
 	return b, ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: b}), nil
 }
 
-// ReadFrom returns the next datagram of the current batch, reading a new
-// batch when it is used up; one goroutine only.
+// ReadFrom returns the next datagram of the current batch that the tap (if
+// any) does not take, reading a new batch when it is used up; one goroutine
+// only.
 func (b *benchUDPConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	for b.ri >= b.rn {
-		n, err := b.pc.ReadBatch(b.rmsgs, 0)
-		if err != nil {
-			return 0, nil, err
+	for {
+		for b.ri >= b.rn {
+			n, err := b.pc.ReadBatch(b.rmsgs, 0)
+			if err != nil {
+				return 0, nil, err
+			}
+			b.rn, b.ri = n, 0
 		}
-		b.rn, b.ri = n, 0
+		m := &b.rmsgs[b.ri]
+		b.ri++
+		d := m.Buffers[0][:m.N]
+		if b.tap != nil {
+			at, ok := recvTimestamp(m.OOB[:m.NN])
+			if !ok {
+				at = time.Now()
+			}
+			if b.tap.take(d, at) {
+				continue
+			}
+		}
+		return copy(p, d), m.Addr, nil
 	}
-	m := &b.rmsgs[b.ri]
-	b.ri++
-	return copy(p, m.Buffers[0][:m.N]), m.Addr, nil
 }
 
 // WriteTo sends p, or queues it while the sender's pass is corked.

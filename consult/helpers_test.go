@@ -271,6 +271,7 @@ type clientOpts struct {
 	onSend      func(kind string, sendNs int64)
 	api         *webrtc.API // the client's engine; newClientAPI(noReports) if nil
 	twcc        bool        // record arrivals for benchTWCC feedback (benchmark clients)
+	tap         *benchTap   // takes the media of each track once it started (benchmark clients)
 }
 
 // testClient is a pion participant speaking the signalling protocol.
@@ -607,6 +608,9 @@ func (c *testClient) readTrack(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) 
 				twccID = uint8(e.ID)
 			}
 		}
+	}
+	if c.opts.tap != nil {
+		c.opts.tap.add(uint32(tr.SSRC()), c, from, kind, int64(tr.Codec().ClockRate), twccID)
 	}
 	buf := make([]byte, 1500)
 	var p rtp.Packet
