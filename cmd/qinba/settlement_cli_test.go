@@ -66,7 +66,7 @@ func TestSettlementCLI(t *testing.T) {
 	}
 	goodFile := filepath.Join(dir, "good.csv")
 	os.WriteFile(goodFile, []byte(good), 0o600)
-	if out, err := run("import", "bills", "--no-progress", goodFile); err != nil || !strings.Contains(out, "2 unchanged") {
+	if out, err := run("import", "bills", goodFile, "--no-progress"); err != nil || !strings.Contains(out, "2 unchanged") {
 		t.Fatalf("re-import: %v\n%s", err, out)
 	}
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/csv"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/qinba/qinba/facility"
 	"github.com/qinba/qinba/household"
-	"github.com/qinba/qinba/internal/apperr"
 )
 
 func init() {
@@ -49,82 +47,20 @@ All or nothing by default: every bad line is printed (line, column, reason) and 
 With --skip-invalid the good households are written and the bad ones (a household with any bad
 line is rejected whole) go to the rejects file. Re-importing the same file changes nothing.`,
 		setup: func(fs *flag.FlagSet, env *Env) func(context.Context, []string) error {
-			var df dbFlags
-			df.register(fs, env)
-			skip := fs.Bool("skip-invalid", false, "write the good households and put the bad lines in the rejects file, instead of rejecting the whole file")
-			rejects := fs.String("rejects", "", "where to write the rejected lines with their reasons (default FILE.rejects.csv); written only when lines are rejected")
+			ci := newCSVImport(fs, env, "households")
 			year := fs.Int("year", household.CurrentYear(), "roster year the insured column applies to")
-			noProgress := fs.Bool("no-progress", false, "do not draw progress bars on stderr")
 			return func(ctx context.Context, args []string) error {
-				// Flags may also follow the file: qinba import roster FILE.csv --skip-invalid.
-				var files []string
-				for len(args) > 0 {
-					files = append(files, args[0])
-					if err := fs.Parse(args[1:]); errors.Is(err, flag.ErrHelp) {
-						return nil
-					} else if err != nil {
-						return &ExitError{Code: 2, Err: err}
+				return ci.run(ctx, env, args, func(ctx context.Context, d *database, r io.Reader, bars *cliProgress) (*importReport, error) {
+					opts := household.Options{Year: *year, SkipInvalid: *ci.skip, Actor: "cli"}
+					if bars != nil {
+						opts.Progress = bars
 					}
-					args = fs.Args()
-				}
-				if len(files) != 1 {
-					return &ExitError{Code: 2, Err: errors.New("give exactly one CSV file")}
-				}
-				args = files
-				f, err := os.Open(args[0])
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				rejectsPath := *rejects
-				if rejectsPath == "" {
-					rejectsPath = args[0] + ".rejects.csv"
-				}
-				d, err := df.open(ctx, env)
-				if err != nil {
-					return err
-				}
-				defer d.Close(ctx)
-				var r io.Reader = bufio.NewReaderSize(f, 256<<10)
-				opts := household.Options{Year: *year, SkipInvalid: *skip, Actor: "cli"}
-				if !*noProgress {
-					bars := &cliProgress{w: env.Stderr}
-					if st, err := f.Stat(); err == nil {
-						bars.bytes = progressbar.NewOptions64(st.Size(), barOptions(env.Stderr, "read")...)
-						r = io.TeeReader(r, bars.bytes)
+					rep, err := household.Import(ctx, d.Pool, r, opts)
+					if rep == nil {
+						return nil, err
 					}
-					opts.Progress = bars
-				}
-				rep, err := household.Import(ctx, d.Pool, r, opts)
-				if rep != nil && rep.Rejected() > 0 {
-					if werr := writeRejects(rejectsPath, rep); werr != nil {
-						return werr
-					}
-				}
-				if err != nil {
-					ae, ok := apperr.As(err)
-					if !ok || ae.Code != apperr.Invalid {
-						return err
-					}
-					if rep == nil { // the header or the year: nothing was read
-						fmt.Fprintln(env.Stderr, ae.Message)
-						return &ExitError{Code: 1, Err: errors.New("import rejected, nothing written")}
-					}
-					for _, e := range rep.Errors {
-						fmt.Fprintln(env.Stderr, e.String())
-					}
-					fmt.Fprint(env.Stdout, rep.Summary())
-					fmt.Fprintf(env.Stderr, "the bad lines are in %s\n", rejectsPath)
-					return &ExitError{Code: 1, Err: fmt.Errorf("import rejected: %d bad lines, nothing written", len(rep.Errors))}
-				}
-				fmt.Fprint(env.Stdout, rep.Summary())
-				if rep.Rejected() > 0 {
-					for _, e := range rep.Errors {
-						fmt.Fprintln(env.Stderr, e.String())
-					}
-					fmt.Fprintf(env.Stderr, "%d lines rejected (with their households), written to %s\n", rep.Rejected(), rejectsPath)
-				}
-				return nil
+					return &importReport{summary: rep.Summary(), rejected: rep.Rejected(), errors: rowErrors(rep.Errors), writeRejects: rep.WriteRejects}, err
+				})
 			}
 		},
 	})
@@ -221,18 +157,6 @@ func demoVillages() []string {
 		}
 	}
 	return out
-}
-
-func writeRejects(path string, rep *household.Report) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if err := rep.WriteRejects(f); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 func barOptions(w io.Writer, desc string) []progressbar.Option {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -87,76 +86,26 @@ With --skip-invalid the good bills are written and the bad ones (a bill with any
 rejected whole) go to the rejects file. Re-importing the same file changes nothing; a changed bill
 is corrected while it is not settled (a settled bill must be reversed first).`,
 		setup: func(fs *flag.FlagSet, env *Env) func(context.Context, []string) error {
-			var df dbFlags
-			df.register(fs, env)
-			skip := fs.Bool("skip-invalid", false, "write the good bills and put the bad lines in the rejects file, instead of rejecting the whole file")
-			rejects := fs.String("rejects", "", "where to write the rejected lines with their reasons (default FILE.rejects.csv); written only when lines are rejected")
-			noProgress := fs.Bool("no-progress", false, "do not draw progress bars on stderr")
+			ci := newCSVImport(fs, env, "bills")
 			policyDir := fs.String("policy-dir", env.Getenv("QINBA_POLICY_DIR"), policyDirHelp)
 			return func(ctx context.Context, args []string) error {
-				if len(args) != 1 {
-					return &ExitError{Code: 2, Err: errors.New("give exactly one CSV file")}
-				}
-				reg, err := loadPolicies(*policyDir)
-				if err != nil {
-					return err
-				}
-				f, err := os.Open(args[0])
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				rejectsPath := *rejects
-				if rejectsPath == "" {
-					rejectsPath = args[0] + ".rejects.csv"
-				}
-				d, err := df.open(ctx, env)
-				if err != nil {
-					return err
-				}
-				defer d.Close(ctx)
-				svc := settlement.NewService(d.Pool, nil, reg)
-				svc.Actor = "cli"
-				var r io.Reader = bufio.NewReaderSize(f, 256<<10)
-				opts := settlement.ImportOptions{SkipInvalid: *skip}
-				if !*noProgress {
-					bars := &cliProgress{w: env.Stderr}
-					if st, err := f.Stat(); err == nil {
-						bars.bytes = progressbar.NewOptions64(st.Size(), barOptions(env.Stderr, "read")...)
-						r = io.TeeReader(r, bars.bytes)
+				return ci.run(ctx, env, args, func(ctx context.Context, d *database, r io.Reader, bars *cliProgress) (*importReport, error) {
+					reg, err := loadPolicies(*policyDir)
+					if err != nil {
+						return nil, err
 					}
-					opts.Progress = bars
-				}
-				rep, err := svc.ImportBills(cliContext(ctx, env), nil, r, opts)
-				if rep != nil && rep.Rejected() > 0 {
-					if werr := writeBillRejects(rejectsPath, rep); werr != nil {
-						return werr
+					svc := settlement.NewService(d.Pool, nil, reg)
+					svc.Actor = "cli"
+					opts := settlement.ImportOptions{SkipInvalid: *ci.skip}
+					if bars != nil {
+						opts.Progress = bars
 					}
-				}
-				if err != nil {
-					ae, ok := apperr.As(err)
-					if !ok || ae.Code != apperr.Invalid {
-						return err
-					}
+					rep, err := svc.ImportBills(cliContext(ctx, env), nil, r, opts)
 					if rep == nil {
-						fmt.Fprintln(env.Stderr, ae.Message)
-						return &ExitError{Code: 1, Err: errors.New("import rejected, nothing written")}
+						return nil, err
 					}
-					for _, e := range rep.Errors {
-						fmt.Fprintln(env.Stderr, e.String())
-					}
-					fmt.Fprint(env.Stdout, rep.Summary())
-					fmt.Fprintf(env.Stderr, "the bad lines are in %s\n", rejectsPath)
-					return &ExitError{Code: 1, Err: fmt.Errorf("import rejected: %d bad lines, nothing written", len(rep.Errors))}
-				}
-				fmt.Fprint(env.Stdout, rep.Summary())
-				if rep.Rejected() > 0 {
-					for _, e := range rep.Errors {
-						fmt.Fprintln(env.Stderr, e.String())
-					}
-					fmt.Fprintf(env.Stderr, "%d lines rejected (with their bills), written to %s\n", rep.Rejected(), rejectsPath)
-				}
-				return nil
+					return &importReport{summary: rep.Summary(), rejected: rep.Rejected(), errors: rowErrors(rep.Errors), writeRejects: rep.WriteRejects}, err
+				})
 			}
 		},
 	})
@@ -361,18 +310,6 @@ realistic items and prices; dates up to today. The same --seed and database give
 			}
 		},
 	})
-}
-
-func writeBillRejects(path string, rep *settlement.ImportReport) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if err := rep.WriteRejects(f); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // demoBills is how many bills the demo seed settles.
