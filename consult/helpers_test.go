@@ -301,6 +301,7 @@ type testClient struct {
 	offers   []string
 	remb     []float32
 	pliCount int
+	twccAcks int // packets the server's TWCC feedback reported as received
 	closed   bool
 	dropped  map[*websocket.Conn]bool // sockets closed on purpose
 	sigErr   error                    // why the last signalling read ended
@@ -705,6 +706,14 @@ func (c *testClient) readSenderRTCP(s *webrtc.RTPSender) {
 				c.update(func() { c.pliCount++ })
 			case *rtcp.ReceiverEstimatedMaximumBitrate:
 				c.update(func() { c.remb = append(c.remb, p.Bitrate) })
+			case *rtcp.TransportLayerCC:
+				n := 0
+				for _, d := range p.RecvDeltas {
+					if d.Type != rtcp.TypeTCCPacketNotReceived {
+						n++
+					}
+				}
+				c.update(func() { c.twccAcks += n })
 			}
 		}
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
-	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/logging"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -109,7 +108,7 @@ func NewMedia(cfg MediaConfig) (*Media, error) {
 	}
 	// TWCC: feedback for what publishers send us, and the transport-wide sequence
 	// number on what we send so subscribers (browsers) can run send-side BWE.
-	if err := webrtc.ConfigureTWCCSenderWithOptions(me, reg, twcc.WithLoggerFactory(logs)); err != nil {
+	if err := configureTWCCFeedback(me, reg, logs); err != nil {
 		return nil, fmt.Errorf("consult: twcc feedback: %w", err)
 	}
 	if err := webrtc.ConfigureTWCCHeaderExtensionSender(me, reg); err != nil {

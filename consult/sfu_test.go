@@ -34,6 +34,12 @@ func TestThreeParticipantsReceiveEachOther(t *testing.T) {
 	if got := len(b.sfu.Participants("c1")); got != 3 {
 		t.Errorf("participants = %d, want 3", got)
 	}
+	// Each publisher gets TWCC feedback on what it sends (its send-side
+	// bandwidth estimate runs on it).
+	for _, u := range users {
+		c := clients[u]
+		c.waitFor("TWCC feedback to "+u, func() bool { return c.twccAcks >= 20 })
+	}
 	// The forwarding delay was measured (one packet in 16 of each of the
 	// six streams), from the sockets' receive timestamps: each sample is
 	// positive and far below a second on loopback.
