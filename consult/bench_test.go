@@ -68,8 +68,6 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/report"
-	"github.com/pion/interceptor/pkg/twcc"
-	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
@@ -341,7 +339,7 @@ func TestSFUCapacityClients(t *testing.T) {
 // they send, the transport-wide sequence number on what they send (so the
 // server's TWCC feedback generator has real work), and on what they receive
 // TWCC feedback every 100 ms and a receiver report every second (the server's
-// weak-link rule reads them), both built from what the tap saw (benchTWCC,
+// weak-link rule reads them), both built from what the tap saw (twccArrivals,
 // benchTap.reports). They run no NACK interceptors: a lost packet stays lost,
 // so loss is counted before any retransmission.
 func newBenchAPI(t testing.TB, tap *benchTap) (*webrtc.API, *benchUDPConn) {
@@ -359,7 +357,7 @@ func newBenchAPI(t testing.TB, tap *benchTap) (*webrtc.API, *benchUDPConn) {
 	if err := webrtc.ConfigureTWCCHeaderExtensionSender(me, reg); err != nil {
 		t.Fatal(err)
 	}
-	// TWCC feedback is built by benchTWCC, not by pion's interceptor.
+	// TWCC feedback is built from the tap's arrivals, not by pion's interceptor.
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, webrtc.RTPCodecTypeVideo)
 	me.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, webrtc.RTPCodecTypeAudio)
 	se := webrtc.SettingEngine{LoggerFactory: pionLogs{slog.New(slog.NewTextHandler(io.Discard, nil))}}
@@ -519,34 +517,6 @@ const (
 	twccInterval   = 100 * time.Millisecond
 	reportInterval = time.Second
 )
-
-// transportCCURI is the transport-wide sequence number header extension.
-const transportCCURI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
-
-// benchTWCC builds a benchmark client's TWCC feedback from the arrivals its
-// track readers record: the feedback pion's TWCC interceptor would send, without
-// that interceptor's hand-off of every packet to a goroutine of its own.
-type benchTWCC struct {
-	mu    sync.Mutex
-	rec   *twcc.Recorder
-	start time.Time
-}
-
-func newBenchTWCC() *benchTWCC {
-	return &benchTWCC{rec: twcc.NewRecorder(rand.Uint32()), start: time.Now()}
-}
-
-func (b *benchTWCC) record(ssrc uint32, seq uint16, at time.Time) {
-	b.mu.Lock()
-	b.rec.Record(ssrc, seq, at.Sub(b.start).Microseconds())
-	b.mu.Unlock()
-}
-
-func (b *benchTWCC) feedback() []rtcp.Packet {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.rec.BuildFeedbackPacket()
-}
 
 func minTime(a, b time.Time) time.Time {
 	if a.Before(b) {

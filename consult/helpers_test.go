@@ -23,6 +23,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/qinba/qinba/internal/httpx"
@@ -270,7 +271,7 @@ type clientOpts struct {
 	onPacket    func(from, kind string, sendNs int64, now time.Time)
 	onSend      func(kind string, sendNs int64)
 	api         *webrtc.API // the client's engine; newClientAPI(noReports) if nil
-	twcc        bool        // record arrivals for benchTWCC feedback (benchmark clients)
+	twcc        bool        // record arrivals for TWCC feedback (benchmark clients)
 	tap         *benchTap   // takes the media of each track once it started (benchmark clients)
 }
 
@@ -289,7 +290,7 @@ type testClient struct {
 	audio, video             *webrtc.TrackLocalStaticRTP
 	audioSender, videoSender *webrtc.RTPSender
 	keyframeWanted           atomic.Bool
-	twcc                     *benchTWCC // nil unless opts.twcc
+	twcc                     *twccArrivals // nil unless opts.twcc
 	stopMedia                chan struct{}
 	mediaOnce                sync.Once
 	index                    atomic.Uint64
@@ -363,7 +364,7 @@ func newTestClient(t testing.TB, user string, pc *webrtc.PeerConnection, opts cl
 		change: make(chan struct{}), recv: map[string]*recvStats{}, stopMedia: make(chan struct{}),
 	}
 	if opts.twcc {
-		c.twcc = newBenchTWCC()
+		c.twcc = newTWCCArrivals()
 	}
 	var err error
 	c.audio, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", user)
@@ -605,7 +606,7 @@ func (c *testClient) readTrack(tr *webrtc.TrackRemote, rcv *webrtc.RTPReceiver) 
 	var twccID uint8
 	if rcv != nil {
 		for _, e := range rcv.GetParameters().HeaderExtensions {
-			if e.URI == transportCCURI {
+			if e.URI == sdp.TransportCCURI {
 				twccID = uint8(e.ID)
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/logging"
+	"github.com/pion/rtcp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
@@ -48,7 +49,7 @@ type twccFeedbackFactory struct {
 
 // NewInterceptor makes the interceptor of one peer connection.
 func (f twccFeedbackFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
-	return &twccFeedback{interval: f.interval, log: f.log, start: time.Now(), done: make(chan struct{})}, nil
+	return &twccFeedback{interval: f.interval, log: f.log, arrivals: newTWCCArrivals(), done: make(chan struct{})}, nil
 }
 
 // twccFeedback records the arrivals on one peer connection and sends their
@@ -57,23 +58,23 @@ type twccFeedback struct {
 	interceptor.NoOp
 	interval time.Duration
 	log      logging.LeveledLogger
-	start    time.Time
+	arrivals *twccArrivals
 
-	mu     sync.Mutex
-	rec    *twcc.Recorder // nil until the RTCP writer is bound
-	closed bool
-	done   chan struct{}
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	done    chan struct{}
+	wg      sync.WaitGroup
 }
 
 // BindRTCPWriter starts the feedback goroutine.
 func (t *twccFeedback) BindRTCPWriter(w interceptor.RTCPWriter) interceptor.RTCPWriter {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closed || t.rec != nil {
+	if t.closed || t.started {
 		return w
 	}
-	t.rec = twcc.NewRecorder(rand.Uint32()) //nolint:gosec // an SSRC, not a secret
+	t.started = true
 	t.wg.Add(1)
 	go t.loop(w)
 	return w
@@ -105,13 +106,7 @@ func (t *twccFeedback) BindRemoteStream(info *interceptor.StreamInfo, r intercep
 			return 0, nil, err
 		}
 		if ext := h.GetExtension(id); len(ext) >= 2 {
-			seq := binary.BigEndian.Uint16(ext)
-			at := time.Since(t.start).Microseconds()
-			t.mu.Lock()
-			if t.rec != nil {
-				t.rec.Record(ssrc, seq, at)
-			}
-			t.mu.Unlock()
+			t.arrivals.record(ssrc, binary.BigEndian.Uint16(ext), time.Now())
 		}
 		return n, a, nil
 	})
@@ -127,9 +122,7 @@ func (t *twccFeedback) loop(w interceptor.RTCPWriter) {
 			return
 		case <-tick.C:
 		}
-		t.mu.Lock()
-		pkts := t.rec.BuildFeedbackPacket()
-		t.mu.Unlock()
+		pkts := t.arrivals.feedback()
 		if len(pkts) == 0 {
 			continue
 		}
@@ -149,4 +142,32 @@ func (t *twccFeedback) Close() error {
 	t.mu.Unlock()
 	t.wg.Wait()
 	return nil
+}
+
+// twccArrivals is pion's twcc.Recorder made safe for concurrent use:
+// arrivals are recorded by the goroutines that read packets, feedback is
+// built by another.
+type twccArrivals struct {
+	mu    sync.Mutex
+	rec   *twcc.Recorder
+	start time.Time
+}
+
+func newTWCCArrivals() *twccArrivals {
+	return &twccArrivals{rec: twcc.NewRecorder(rand.Uint32()), start: time.Now()} //nolint:gosec // an SSRC, not a secret
+}
+
+// record notes that the packet with transport-wide sequence number seq, of
+// stream ssrc, arrived at at.
+func (a *twccArrivals) record(ssrc uint32, seq uint16, at time.Time) {
+	a.mu.Lock()
+	a.rec.Record(ssrc, seq, at.Sub(a.start).Microseconds())
+	a.mu.Unlock()
+}
+
+// feedback is the feedback on the arrivals since the last call.
+func (a *twccArrivals) feedback() []rtcp.Packet {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.rec.BuildFeedbackPacket()
 }
