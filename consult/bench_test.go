@@ -425,7 +425,7 @@ func (s *benchSender) add(c *testClient, onSend func(kind string, ns int64)) {
 		onSend:       onSend,
 		nextAudio:    now.Add(time.Duration(rand.Int64N(int64(20 * time.Millisecond)))),
 		nextVideo:    now.Add(time.Duration(rand.Int64N(int64(time.Second / 30)))),
-		nextFeedback: now.Add(time.Duration(rand.Int64N(int64(twccInterval)))),
+		nextFeedback: now.Add(time.Duration(rand.Int64N(int64(twccFeedbackInterval)))),
 		nextReport:   now.Add(time.Duration(rand.Int64N(int64(reportInterval)))),
 		audio:        rtp.Packet{Header: rtp.Header{Version: 2}, Payload: make([]byte, 80)},
 	}
@@ -486,7 +486,7 @@ func (s *benchSender) run() {
 					if pkts := tw.feedback(); len(pkts) > 0 {
 						_ = src.c.pc.WriteRTCP(pkts)
 					}
-					src.nextFeedback = now.Add(twccInterval)
+					src.nextFeedback = now.Add(twccFeedbackInterval)
 				}
 				next = minTime(next, src.nextFeedback)
 			}
@@ -510,13 +510,10 @@ func (s *benchSender) run() {
 	}
 }
 
-// twccInterval is how often a benchmark client sends TWCC feedback, and
-// reportInterval how often a receiver report (pion's defaults, and about what
-// browsers do).
-const (
-	twccInterval   = 100 * time.Millisecond
-	reportInterval = time.Second
-)
+// reportInterval is how often a benchmark client sends a receiver report
+// (pion's default, about what browsers do); TWCC feedback goes every
+// twccFeedbackInterval, as the server's does.
+const reportInterval = time.Second
 
 func minTime(a, b time.Time) time.Time {
 	if a.Before(b) {
