@@ -83,11 +83,7 @@ func (b *benchTap) add(ssrc uint32, c *testClient, from, kind string, clock int6
 // take accounts a datagram received at at and reports whether the tap
 // consumed it; anything not a packet of a known stream goes on to pion.
 func (b *benchTap) take(d []byte, at time.Time) bool {
-	// RTP version 2, and not RTCP (payload types 64-95 on a muxed port).
-	if len(d) < 12 || d[0]>>6 != 2 {
-		return false
-	}
-	if pt := d[1] & 0x7f; pt >= 64 && pt <= 95 {
+	if !isRTP(d) {
 		return false
 	}
 	b.mu.Lock()

@@ -39,17 +39,22 @@ func newDelayMeter() *delayMeter {
 	}
 }
 
+// isRTP reports whether datagram b is an RTP packet: version 2, and not
+// RTCP (packet types 192-223 share the payload-type byte with RTP on one
+// port, RFC 5761). SRTP leaves the header in the clear (RFC 3711).
+func isRTP(b []byte) bool {
+	if len(b) < 12 || b[0]>>6 != 2 {
+		return false
+	}
+	pt := b[1] & 0x7f
+	return pt < 64 || pt > 95
+}
+
 func delayKey(ssrc uint32, seq uint16) uint64 { return uint64(ssrc)<<16 | uint64(seq) }
 
 // arrive notes the receive time of datagram b if it is a sampled RTP packet.
-// SRTP leaves the RTP header in the clear (RFC 3711).
 func (m *delayMeter) arrive(b []byte, at time.Time) {
-	// RTP version 2, and not RTCP (packet types 192-223 share the
-	// payload-type byte with RTP on one port, RFC 5761).
-	if len(b) < 12 || b[0]>>6 != 2 {
-		return
-	}
-	if pt := b[1] & 0x7f; pt >= 64 && pt <= 95 {
+	if !isRTP(b) {
 		return
 	}
 	seq := binary.BigEndian.Uint16(b[2:])

@@ -38,25 +38,23 @@ func configureTWCCFeedback(me *webrtc.MediaEngine, reg *interceptor.Registry, lo
 			return err
 		}
 	}
-	reg.Add(twccFeedbackFactory{interval: twccFeedbackInterval, log: logs.NewLogger("twcc")})
+	reg.Add(twccFeedbackFactory{log: logs.NewLogger("twcc")})
 	return nil
 }
 
 type twccFeedbackFactory struct {
-	interval time.Duration
-	log      logging.LeveledLogger
+	log logging.LeveledLogger
 }
 
 // NewInterceptor makes the interceptor of one peer connection.
 func (f twccFeedbackFactory) NewInterceptor(string) (interceptor.Interceptor, error) {
-	return &twccFeedback{interval: f.interval, log: f.log, arrivals: newTWCCArrivals(), done: make(chan struct{})}, nil
+	return &twccFeedback{log: f.log, arrivals: newTWCCArrivals(), done: make(chan struct{})}, nil
 }
 
 // twccFeedback records the arrivals on one peer connection and sends their
 // feedback.
 type twccFeedback struct {
 	interceptor.NoOp
-	interval time.Duration
 	log      logging.LeveledLogger
 	arrivals *twccArrivals
 
@@ -114,7 +112,7 @@ func (t *twccFeedback) BindRemoteStream(info *interceptor.StreamInfo, r intercep
 
 func (t *twccFeedback) loop(w interceptor.RTCPWriter) {
 	defer t.wg.Done()
-	tick := time.NewTicker(t.interval)
+	tick := time.NewTicker(twccFeedbackInterval)
 	defer tick.Stop()
 	for {
 		select {
